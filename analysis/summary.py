@@ -1,0 +1,174 @@
+"""Step and run summaries: every metric of docs/metrics.md as one JSON-ready dict.
+
+`summarize_step` judges one step over its steady window; `summarize_run` does the same
+for every step and pools all steps' measured requests for the run-level figures
+(run throughput = completions in all windows / sum of window lengths). Values are
+plain ints, floats, strings, bools or None (not applicable), never numpy types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import throughput as tp
+from analysis import window as win
+from analysis.records import field
+from analysis.slo import evaluate_terms, format_term, parse_slo, slo_attainment
+from analysis.stats import percentiles
+from analysis.table import RequestTable, request_table
+from servelab.config import SLOTerm
+
+SloArg = str | list[SLOTerm] | list[dict[str, Any]] | None
+
+
+@dataclass
+class StepView:
+    """One step's populations as masks over the run's RequestTable."""
+
+    step: Mapping[str, Any]
+    rows: np.ndarray  # this step's requests
+    window: win.Window | None
+    measured: np.ndarray
+    completed: np.ndarray
+    sent: np.ndarray
+
+
+def slo_terms(slo: SloArg) -> list[SLOTerm]:
+    """SLO terms from a string, SLOTerm list, or list of dicts (as stored in a run config)."""
+    if slo is None:
+        return []
+    if isinstance(slo, str):
+        return parse_slo(slo)
+    return [t if isinstance(t, SLOTerm) else SLOTerm(**t) for t in slo]
+
+
+def step_view(step: Mapping[str, Any], table: RequestTable, rows: np.ndarray) -> StepView:
+    """Select the measured, completed and sent requests of one step's steady window."""
+    window = win.steady_window(step, table, rows)
+    return StepView(step, rows, window, win.measured(table, rows, window, field(step, "mode")),
+                    win.completed(table, rows, window), win.sent(table, rows, window))
+
+
+def _latencies(table: RequestTable, measured: np.ndarray) -> dict[str, Any]:
+    ok = measured & table.ok
+
+    def dist(name: str, rows: np.ndarray) -> dict[str, float | None]:
+        v = table.values[name][rows]
+        return percentiles(v[~np.isnan(v)], "ms")
+
+    return {
+        "ttft_ms": dist("ttft", ok),
+        "ttft_sched_ms": dist("ttft_sched", ok),
+        "itl_ms": percentiles(table.gaps[ok[table.gap_row]], "ms"),
+        "tpot_ms": dist("tpot", ok),
+        "e2e_ms": dist("e2e", ok),
+        # Lateness is the load generator's own, whatever the server answered: every request counts.
+        "schedule_lag_ms": dist("schedule_lag", measured),
+    }
+
+
+def _slo_fields(table: RequestTable, measured: np.ndarray, completed: np.ndarray,
+                terms: list[SLOTerm], seconds: float | None) -> dict[str, Any]:
+    if not terms:
+        return {"slo": None, "slo_terms": None, "goodput_req_s": None, "slo_attainment": None, "slo_met": None}
+    evaluated = evaluate_terms(table, terms, measured)
+    return {"slo": [format_term(t) for t in terms], "slo_terms": evaluated,
+            "goodput_req_s": tp.goodput_req_s(table, completed, terms, seconds),
+            "slo_attainment": slo_attainment(table, terms, measured),
+            "slo_met": all(e["met"] for e in evaluated) if measured.any() else None}
+
+
+def _requested_rate(views: list[StepView]) -> float | None:
+    """Open-loop rate asked for, window-weighted over the steps; None if any step is closed."""
+    pairs = [(field(v.step, "rate"), win.window_seconds(v.window) or 0.0) for v in views]
+    if not views or any(field(v.step, "mode") != "open" or r is None for v, (r, _) in zip(views, pairs)):
+        return None
+    total = sum(s for _, s in pairs)
+    if not total:
+        return float(pairs[0][0]) if len(pairs) == 1 else None
+    return sum(r * s for r, s in pairs) / total
+
+
+def _union(views: list[StepView], name: str, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    for v in views:
+        out |= getattr(v, name)
+    return out
+
+
+def pooled_metrics(table: RequestTable, views: list[StepView], terms: list[SLOTerm]) -> dict[str, Any]:
+    """Every metric over one or more steps' views (one step -> that step's figures)."""
+    windows = [s for v in views if (s := win.window_seconds(v.window)) is not None]
+    seconds = sum(windows) if windows else None
+    rows, measured = _union(views, "rows", len(table)), _union(views, "measured", len(table))
+    completed, sent = _union(views, "completed", len(table)), _union(views, "sent", len(table))
+    return {
+        "requests": int(rows.sum()),
+        "measured_requests": int(measured.sum()),
+        "errors": int((measured & ~table.ok).sum()),
+        "cancelled": int((measured & (table.status == "cancelled")).sum()),
+        "error_rate": tp.error_rate(table, measured),
+        "window_s": seconds,
+        "req_s": tp.req_s(table, completed, seconds),
+        "output_tok_s": tp.output_tok_s(table, completed, seconds),
+        "total_tok_s": tp.total_tok_s(table, completed, seconds),
+        "requested_rate": _requested_rate(views),
+        "achieved_rate": tp.achieved_rate(sent, seconds),
+        **_latencies(table, measured),
+        **_slo_fields(table, measured, completed, terms, seconds),
+    }
+
+
+def _step_header(view: StepView) -> dict[str, Any]:
+    s = view.step
+    return {"step": field(s, "step"), "mode": field(s, "mode"), "users": field(s, "users"),
+            "rate": field(s, "rate"), "status": field(s, "status"),
+            "window_start_ns": view.window[0] if view.window else None,
+            "window_end_ns": view.window[1] if view.window else None}
+
+
+def _rows_of_step(table: RequestTable, step: Mapping[str, Any]) -> np.ndarray:
+    k = field(step, "step")
+    if k is None or np.isnan(table.step).all():
+        return table.all_rows()  # records without a step column all belong to this step
+    return table.step == k
+
+
+def summarize_step(step: Mapping[str, Any], requests: pd.DataFrame | list[Mapping[str, Any]],
+                   slo: SloArg = None) -> dict[str, Any]:
+    """Summary of one step. `requests` may hold other steps' rows too; only this step's count."""
+    table = request_table(requests)
+    view = step_view(step, table, _rows_of_step(table, step))
+    return {**_step_header(view), **pooled_metrics(table, [view], slo_terms(slo))}
+
+
+def _steps_or_inferred(steps: list[Mapping[str, Any]], table: RequestTable,
+                       run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The run's step rows, or one minimal row per step seen in the requests when it has none."""
+    if steps:
+        return sorted(steps, key=lambda s: field(s, "step") or 0)
+    load = (run.get("config") or {}).get("load") or {}
+    seen = sorted({int(k) for k in table.step[~np.isnan(table.step)]})
+    return [{"step": k, "mode": load.get("mode"), "users": load.get("users"), "rate": load.get("rate")}
+            for k in seen]
+
+
+def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
+                  requests: pd.DataFrame | list[Mapping[str, Any]], slo: SloArg = None) -> dict[str, Any]:
+    """Summary of a run: run-level figures over all steps' measured requests, plus `steps`.
+
+    With slo=None the run's own stored SLO (`config["slo"]`) is used; pass "" or [] for none.
+    """
+    table = request_table(requests)
+    terms = slo_terms((run.get("config") or {}).get("slo") if slo is None else slo)
+    views = [step_view(s, table, _rows_of_step(table, s)) for s in _steps_or_inferred(steps, table, run)]
+    header = {k: run.get(k) for k in ("run_id", "status", "label", "target", "started_at", "ended_at")}
+    body = pooled_metrics(table, views, terms)
+    body["requests"] = len(table)  # every recorded request, including ones outside any step row
+    step_summaries = [{**_step_header(v), **pooled_metrics(table, [v], terms)} for v in views]
+    return {**header, **body, "steps": step_summaries}

@@ -1,0 +1,86 @@
+"""The per-request metric table: each metric of analysis/metrics.py evaluated once per request.
+
+Summaries pick populations (measured, completed, one step) with boolean masks over these
+numpy columns instead of walking records again for every figure. Durations are float64
+nanoseconds with NaN for "not applicable"; absolute perf_counter times become float64 too,
+which keeps them to within a few ns, far below anything reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.metrics import (
+    e2e_ns, is_ok, itl_gaps, output_tokens, prompt_tokens, schedule_lag_ns, tpot_ns, ttft_ns,
+    ttft_sched_ns,
+)
+from analysis.records import as_records, chunks
+
+PER_REQUEST = {"ttft": ttft_ns, "ttft_sched": ttft_sched_ns, "schedule_lag": schedule_lag_ns,
+               "e2e": e2e_ns, "tpot": tpot_ns}
+TIMES = ("t_sched_ns", "t_send_ns", "t_last_ns")
+FIELDS = ("step", "status", "t_sched_ns", "t_send_ns", "t_first_ns", "t_last_ns", "chunk_ns",
+          "output_tokens", "output_tokens_client", "prompt_tokens", "prompt_tokens_client")
+
+
+@dataclass
+class RequestTable:
+    """Numpy columns, one row per request (see module docstring for units)."""
+
+    step: np.ndarray  # float64, NaN when a record has no step
+    status: np.ndarray  # object: the status strings
+    ok: np.ndarray  # bool
+    times: dict[str, np.ndarray]  # TIMES -> float64 ns
+    values: dict[str, np.ndarray]  # PER_REQUEST names and "itl_max" -> float64 ns
+    output_tokens: np.ndarray  # float64
+    prompt_tokens: np.ndarray  # float64
+    gaps: np.ndarray  # int64: every chunk gap of every request (the pooled ITL)
+    gap_row: np.ndarray  # int64: the row each gap belongs to
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+    def all_rows(self) -> np.ndarray:
+        return np.ones(len(self), dtype=bool)
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def request_table(requests: pd.DataFrame | Iterable[Mapping[str, Any]]) -> RequestTable:
+    """Evaluate every per-request metric once and lay the results out as columns."""
+    records = as_records(requests, columns=FIELDS)
+    cols: dict[str, list[Any]] = {k: [] for k in (*PER_REQUEST, *TIMES, "out", "prompt")}
+    for r in records:
+        for name, fn in PER_REQUEST.items():
+            cols[name].append(fn(r))
+        for name in TIMES:
+            cols[name].append(r.get(name))
+        cols["out"].append(output_tokens(r))
+        cols["prompt"].append(prompt_tokens(r))
+    gaps, gap_row = itl_gaps([chunks(r) for r in records])
+    values = {name: _floats(cols[name]) for name in PER_REQUEST}
+    values["itl_max"] = _row_max(gaps, gap_row, len(records))
+    return RequestTable(
+        step=_floats([r.get("step") for r in records]),
+        status=np.array([r.get("status") for r in records], dtype=object),
+        ok=np.array([is_ok(r) for r in records], dtype=bool),
+        times={name: _floats(cols[name]) for name in TIMES},
+        values=values, output_tokens=_floats(cols["out"]), prompt_tokens=_floats(cols["prompt"]),
+        gaps=gaps, gap_row=gap_row,
+    )
+
+
+def _row_max(gaps: np.ndarray, gap_row: np.ndarray, n: int) -> np.ndarray:
+    """Each request's largest gap (max_itl_ns), NaN for requests with no gap."""
+    out = np.full(n, np.nan)
+    if gaps.size:
+        starts = np.flatnonzero(np.r_[True, gap_row[1:] != gap_row[:-1]])  # gaps come grouped by row
+        out[gap_row[starts]] = np.maximum.reduceat(gaps, starts)
+    return out

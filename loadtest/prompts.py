@@ -1,0 +1,105 @@
+"""Prompts and request bodies: what each request asks the target for.
+
+Two prompt formats:
+
+- `token_ids`: a list of ints, printable ASCII byte values 32..126. The built-in server's
+  tokenizer is byte-level, so it sees exactly `prompt_tokens` tokens.
+- `text`: space-separated common English words. Every word in `WORDS` is short, lowercase
+  and among the most frequent in English, so GPT-2, cl100k/o200k (OpenAI) and Llama/Mistral
+  BPE vocabularies each hold it, with its leading space, as one token: N words is about N
+  tokens (within a few percent; the target's `usage.prompt_tokens` is the exact count).
+
+Each request draws a fresh prompt from one seeded RNG per producer, so prompts differ
+(no accidental cache hits on the target) yet a run is reproducible. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+
+from servelab.config import LoadConfig
+
+PRINTABLE = (32, 127)  # byte values [32, 127): printable ASCII
+
+WORDS = (
+    "the of and to in is that for it as was with be by on not he this are or his from at "
+    "which but have an had they you were their one all we can her has there been if more "
+    "when will would who so no time people year way day man thing world life hand part "
+    "place case week work point number group problem fact good new first last long great "
+    "little own other old right big high small large next early young few public bad same "
+    "able make know take see come think look want give use find tell ask seem feel "
+    "try leave call city water house room book word story money night home line end game "
+    "name state school family car light music food power rate level form order sound test"
+).split()
+
+PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+def resolve_format(prompt_format: str, builtin: bool) -> str:
+    """`auto` means token ids for the built-in server (exact counts), text elsewhere."""
+    if prompt_format == "auto":
+        return "token_ids" if builtin else "text"
+    return prompt_format
+
+
+def token_id_prompt(n: int, rng: np.random.Generator) -> list[int]:
+    """Exactly `n` printable-ASCII byte values."""
+    return rng.integers(*PRINTABLE, size=n).tolist()
+
+
+def text_prompt(n: int, rng: np.random.Generator) -> str:
+    """About `n` BPE tokens: `n` common words (see the module docstring for the estimate)."""
+    return " ".join([WORDS[i] for i in rng.integers(0, len(WORDS), size=n).tolist()])
+
+
+def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
+    """The OpenAI-compatible streaming body for `load.endpoint` around `prompt`.
+
+    Chat messages carry text only, so a token-id prompt is sent as the same bytes decoded
+    as ASCII: still exact for a byte-level tokenizer (the chat template is the server's).
+    """
+    body: dict = {}
+    if load.model:
+        body["model"] = load.model
+    if load.endpoint == "chat":
+        content = bytes(prompt).decode("ascii") if isinstance(prompt, list) else prompt
+        body["messages"] = [{"role": "user", "content": content}]
+    else:
+        body["prompt"] = prompt
+    body.update(
+        max_tokens=load.max_tokens,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    if load.ignore_eos:
+        # vLLM's extensions: generate exactly max_tokens so every request has the same length.
+        body.update(ignore_eos=True, min_tokens=load.max_tokens)
+    return body
+
+
+class BodyFactory:
+    """Encoded request bodies for one producer, each with a fresh prompt.
+
+    `next()` returns (body bytes, the client's prompt token count: exact for token ids,
+    the estimate for text).
+    """
+
+    def __init__(self, load: LoadConfig, builtin: bool, producer: str):
+        self.load = load
+        self.format = resolve_format(load.prompt_format, builtin)
+        self.path = PATHS[load.endpoint]
+        # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
+        self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
+
+    def prompt(self) -> str | list[int]:
+        n = self.load.prompt_tokens
+        return token_id_prompt(n, self._rng) if self.format == "token_ids" else text_prompt(n, self._rng)
+
+    def next(self, max_tokens: int | None = None) -> tuple[bytes, int]:
+        load = self.load if max_tokens is None else self.load.model_copy(update={"max_tokens": max_tokens})
+        body = request_body(load, self.prompt())
+        return json.dumps(body, separators=(",", ":")).encode(), load.prompt_tokens

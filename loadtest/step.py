@@ -1,0 +1,156 @@
+"""The live state of one load step inside the worker process.
+
+Owns what the users share: the issuing budget (duration and max_requests), the counters
+behind the progress lines, the set of requests in flight (so they can be cancelled and
+still recorded), the spool, and the lifecycle events users and the controller wait on.
+Users decide *when* to send; `Step` turns one send into one spool line.
+
+Imports gevent: only for the load-generator process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import gevent
+from gevent.event import Event
+from geventhttpclient.connectionpool import ConnectionPool
+
+from loadtest.client import Target, stream_request
+from loadtest.prompts import BodyFactory
+from loadtest.record import new_record, req_id
+from loadtest.spec import WorkerSpec
+from loadtest.spool import SpoolWriter
+
+OnRecord = Callable[[dict], None]
+SPIN_NS = 2_000_000  # open loop: a request's greenlet starts this early and spins the rest
+
+
+def spin_until(t_ns: int) -> None:
+    """Yields to other greenlets (`sleep(0)`) until perf_counter_ns() >= t_ns.
+
+    gevent's timers wake 0.3-1 ms late (the event loop polls with millisecond timeouts),
+    so the open-loop dispatcher wakes SPIN_NS early, spawns the request's greenlet, and
+    that greenlet spins to the exact time: sends land within microseconds of schedule.
+    Spinning only runs when no other greenlet is ready, so it costs idle CPU, not latency.
+    """
+    while time.perf_counter_ns() < t_ns:
+        gevent.sleep(0)
+
+
+class Step:
+    """One step's shared state; `send` is the only way a request is made and recorded."""
+
+    def __init__(self, spec: WorkerSpec, target: Target, bodies: BodyFactory, spool: SpoolWriter,
+                 on_record: OnRecord | None = None):
+        self.load = spec.load
+        self.producer = spec.producer
+        self.target, self.bodies, self.spool = target, bodies, spool
+        self.on_record = on_record
+        self.go = Event()  # set at t0: every user starts then
+        self.stopped = Event()  # no more requests will be issued
+        self.drained = Event()  # stopped, and nothing is in flight
+        self.aborted = Event()  # SIGTERM/SIGINT or a fatal spool error: cancel now
+        self.t0_ns: int | None = None
+        self.deadline_ns: int | None = None
+        self.sent = self.done = self.ok = 0
+        self.inflight: set[gevent.Greenlet] = set()
+        self.fatal: str | None = None
+        self._users = 0
+        self.ready = 0  # users connected and waiting for t0
+
+    def next_user_id(self) -> int:
+        self._users += 1
+        return self._users - 1
+
+    def start(self) -> int:
+        """t0: the schedule's origin. Writes the `start` event and releases the users."""
+        self.t0_ns = time.perf_counter_ns()
+        self.deadline_ns = self.t0_ns + round(self.load.duration_s * 1e9)
+        self.spool.write_meta({"event": "start", "t_ns": self.t0_ns, "wall_ns": time.time_ns(), "pid": os.getpid()})
+        self.go.set()
+        return self.t0_ns
+
+    def claim(self) -> int | None:
+        """The sequence number of the next request, or None once issuing has stopped."""
+        if self.stopped.is_set():
+            return None
+        if time.perf_counter_ns() >= self.deadline_ns:
+            self.stop_issuing()
+            return None
+        seq, self.sent = self.sent, self.sent + 1
+        if self.load.max_requests is not None and self.sent >= self.load.max_requests:
+            self.stop_issuing()  # this claim is the last one
+        return seq
+
+    def stop_issuing(self) -> None:
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        self.spool.write_meta({"event": "stop", "t_ns": time.perf_counter_ns(), "wall_ns": time.time_ns(),
+                               "sent": self.sent, "completed": self.ok})
+        self._check_drained()
+
+    def send(self, pool: ConnectionPool, seq: int, user_id: int | None = None, t_sched_ns: int | None = None,
+             body: tuple[bytes, int] | None = None) -> dict:
+        """Sends request `seq` (open loop: at `t_sched_ns`, which must be at most ~SPIN_NS
+        away) and spools its record, whatever happens (cancellation included)."""
+        data, prompt_tokens = body if body is not None else self.bodies.next()
+        rid = req_id(self.producer, seq)
+        rec = new_record(rid, self.producer, user_id, t_sched_ns, self.load.max_tokens, prompt_tokens)
+        head = self.target.head(self.bodies.path, rid, len(data))
+        me = gevent.getcurrent()
+        self.inflight.add(me)  # (already there when started by `spawn_send`)
+        try:
+            if t_sched_ns is not None:
+                spin_until(t_sched_ns)
+            stream_request(pool, head, data, rec, self.load.timeout_s)
+        finally:
+            self.inflight.discard(me)
+            self._finish(rec)
+        return rec
+
+    def spawn_send(self, pool: ConnectionPool, seq: int, t_sched_ns: int, body: tuple[bytes, int]) -> None:
+        """Open loop: `send` in a new greenlet, cancellable from this moment on."""
+        self.inflight.add(gevent.spawn(self.send, pool, seq, None, t_sched_ns, body))
+
+    def _finish(self, rec: dict) -> None:
+        if rec["t_send_ns"] is None:  # cancelled before it could be sent
+            rec["t_send_ns"], rec["wall_send_ns"] = rec["t_last_ns"], time.time_ns()
+        try:
+            self.spool.write_request(rec)
+        except OSError as exc:
+            self.fail(f"cannot write the spool {self.spool.requests_path}: {exc}")
+        self.done += 1
+        self.ok += rec["status"] == "ok"
+        if self.on_record is not None:
+            self.on_record(rec)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        # Counted, not `not self.inflight`: a request claimed a moment ago may not be in
+        # flight yet, and must not be cancelled as if the drain were over.
+        if self.stopped.is_set() and self.done >= self.sent:
+            self.drained.set()
+
+    def fail(self, message: str) -> None:
+        if self.fatal is None:
+            self.fatal = message
+        self.aborted.set()
+
+    def cancel_inflight(self, timeout_s: float = 10.0) -> None:
+        """Cancels every request still in flight; each records itself as `cancelled`."""
+        gevent.killall(list(self.inflight), block=True, timeout=timeout_s)
+
+    def end(self) -> None:
+        try:
+            self.spool.write_meta({"event": "end", "t_ns": time.perf_counter_ns()})
+        except OSError as exc:
+            self.fail(f"cannot write the spool {self.spool.meta_path}: {exc}")
+
+    def progress(self) -> tuple[float, int, int, int]:
+        """(elapsed s since t0, sent, done, errors)."""
+        elapsed = 0.0 if self.t0_ns is None else (time.perf_counter_ns() - self.t0_ns) / 1e9
+        return elapsed, self.sent, self.done, self.done - self.ok

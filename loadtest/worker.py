@@ -1,0 +1,191 @@
+"""The load-generator process: `python -m loadtest.worker --spec SPEC.json`.
+
+One process, one step, one producer. It reads the spec (`loadtest.spec.WorkerSpec`), sends
+one unrecorded warm-up request, then offers the load through Locust (as a library: an
+`Environment` and a local runner) and spools one record per request. Lifecycle:
+
+    users ready -> t0: meta `start` -> issue until duration_s or max_requests: meta `stop`
+    -> in-flight requests get up to drain_s -> the rest are cancelled (and recorded) -> `end`
+
+stdout: a `{"progress": {...}}` JSON line about every 0.5 s, then one `{"done": {...}}`
+line (formats in `loadtest.spec`). stderr: one line per problem. Exit codes: see
+`loadtest.spec`. SIGTERM/SIGINT stop issuing, cancel (and record) what is in flight,
+write `end` and exit 0.
+"""
+
+import locust  # noqa: F401, I001 - first, on purpose: it monkey-patches the process with gevent
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import gevent
+from locust.env import Environment
+from pydantic import ValidationError
+
+from loadtest import spec as contract
+from loadtest.client import Target, stream_request
+from loadtest.prompts import BodyFactory
+from loadtest.record import new_record
+from loadtest.spec import WorkerSpec
+from loadtest.spool import SpoolWriter
+from loadtest.step import Step
+from loadtest.user import ClosedLoopUser, OpenLoopUser, bind
+
+PROGRESS_EVERY_S = 0.5
+READY_TIMEOUT_S = 60.0
+WARMUP_MAX_TOKENS = 16
+# A warm-up answered with one of these will be answered the same way every time: stop.
+REJECTING = {400, 401, 403, 404, 405, 413, 422}
+
+
+class RequestFailed(Exception):
+    """What Locust's stats see for a request whose record status is not ok."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--spec", required=True, help="path of the step's spec JSON file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="loadtest: %(message)s")
+    try:
+        spec = WorkerSpec.model_validate_json(Path(args.spec).read_bytes())
+        target = Target(spec.target_url, _api_key(spec))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {where}: {first['msg']}")
+    except (OSError, ValueError) as exc:
+        return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {_one_line(exc)}")
+    code = warm_up(target, spec)
+    if code != contract.EXIT_OK:
+        return code
+    try:
+        spool = SpoolWriter(spec.spool_dir, spec.producer)
+    except OSError as exc:
+        return _fail(contract.EXIT_CRASH, f"cannot write the spool in {spec.spool_dir}: {exc}")
+    with spool:
+        bodies = BodyFactory(spec.load, spec.builtin, spec.producer)
+        step = Step(spec, target, bodies, spool)
+        user_class = bind(ClosedLoopUser if spec.load.mode == "closed" else OpenLoopUser, step)
+        env = Environment(user_classes=[user_class])
+        step.on_record = locust_reporter(env, bodies.path)
+        return run_step(step, env)
+
+
+def _api_key(spec: WorkerSpec) -> str | None:
+    """The bearer token, read from the environment so it is never in a file or a record."""
+    if spec.api_key_env is None:
+        return None
+    key = os.environ.get(spec.api_key_env)
+    if not key:
+        raise ValueError(f"api_key_env names {spec.api_key_env}, which is not set")
+    return key
+
+
+def warm_up(target: Target, spec: WorkerSpec) -> int:
+    """One request shaped like the real ones (fewer output tokens), not recorded: it opens
+    the server's cold paths before t0 and proves the target is there."""
+    load = spec.load.model_copy(update={"max_tokens": min(spec.load.max_tokens, WARMUP_MAX_TOKENS)})
+    bodies = BodyFactory(load, spec.builtin, spec.producer + "-warmup")
+    data, prompt_tokens = bodies.next()
+    rid = f"{spec.producer}-warmup"
+    rec = new_record(rid, spec.producer, None, None, load.max_tokens, prompt_tokens)
+    pool = target.pool(1, load.timeout_s)
+    stream_request(pool, target.head(bodies.path, rid, len(data)), data, rec, load.timeout_s)
+    pool.close()
+    if rec["status"] in ("conn_error", "timeout"):
+        return _fail(contract.EXIT_UNREACHABLE, f"cannot reach {target.url}: {rec['error']}")
+    if rec["status"] == "http_error" and rec["http_status"] in REJECTING:
+        return _fail(contract.EXIT_REJECTED, f"{target.url} rejected the warm-up request: "
+                     f"HTTP {rec['http_status']}: {_one_line(rec['error'])}")
+    if rec["status"] != "ok":
+        print(f"loadtest: warning: warm-up request to {target.url} failed ({rec['status']}): "
+              f"{_one_line(rec['error'])}", file=sys.stderr, flush=True)
+    return contract.EXIT_OK
+
+
+def run_step(step: Step, env: Environment) -> int:
+    load = step.load
+    runner = env.create_local_runner()
+    n = load.users if load.mode == "closed" else 1
+    runner.start(n, spawn_rate=n)
+    _wait_ready(step, n)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, step.aborted.set)
+    step.start()
+    reporter = gevent.spawn(_report_progress, step)
+    gevent.wait([step.stopped, step.aborted], count=1, timeout=load.duration_s)
+    step.stop_issuing()
+    if not step.aborted.is_set():
+        gevent.wait([step.drained, step.aborted], count=1, timeout=load.drain_s)
+    step.cancel_inflight()
+    runner.quit()
+    step.end()
+    reporter.kill()
+    _print(contract.progress_line(*_progress(step)))
+    _print(contract.done_line(step.sent, step.ok, step.done - step.ok))
+    if runner.cpu_warning_emitted:
+        print("loadtest: warning: the load generator's CPU was above 90%: timings may include "
+              "its own delays", file=sys.stderr, flush=True)
+    if step.fatal:
+        return _fail(contract.EXIT_CRASH, step.fatal)
+    return contract.EXIT_OK
+
+
+def _wait_ready(step: Step, n: int) -> None:
+    """Users connect before t0; start when all are ready (or late ones start late)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while step.ready < n and time.monotonic() < deadline:
+        gevent.sleep(0.005)
+
+
+def locust_reporter(env: Environment, name: str):
+    """Fires Locust's `request` event for each record, for Locust's stats and UI only."""
+    fire = env.events.request.fire
+
+    def report(rec: dict) -> None:
+        failed = rec["status"] != "ok"
+        label = rec["status"] if rec["http_status"] in (None, 200) else f"{rec['status']} {rec['http_status']}"
+        fire(request_type="POST", name=name, response_time=(rec["t_last_ns"] - rec["t_send_ns"]) / 1e6,
+             response_length=0, exception=RequestFailed(label) if failed else None, context={},
+             start_time=rec["wall_send_ns"] / 1e9, url=name, response=None)
+
+    return report
+
+
+def _report_progress(step: Step) -> None:
+    while True:
+        gevent.sleep(PROGRESS_EVERY_S)
+        _print(contract.progress_line(*_progress(step)))
+
+
+def _progress(step: Step) -> tuple:
+    elapsed, sent, done, errors = step.progress()
+    return elapsed, step.load.duration_s, sent, done, errors
+
+
+def _print(obj: dict) -> None:
+    try:
+        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass  # nobody reads progress any more; the spool is what counts
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def _fail(code: int, message: str) -> int:
+    print(message, file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

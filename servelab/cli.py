@@ -1,0 +1,242 @@
+"""The `servelab` command line: thin commands over the library.
+
+Heavy imports (torch, duckdb, pandas, streamlit) happen inside commands so that `--help`
+is instant. User mistakes become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from servelab.config import DEFAULT_STORE, ENV_PREFIX
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure what each LLM-serving lever buys on your own traffic and hardware.",
+)
+
+StoreOpt = Annotated[
+    str, typer.Option("--store", envvar=f"{ENV_PREFIX}STORE", help="DuckDB store file")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def _slo(text: str | None):
+    """Parses an SLO flag; a bad string is a user mistake, not a crash."""
+    from analysis.slo import parse_slo
+    from servelab.errors import UserError
+
+    try:
+        return parse_slo(text) if text else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console()
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port; 0 picks a free one")] = 8000,
+    model: Annotated[str, typer.Option(help="model size: tiny, small, base")] = "small",
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16, int8")] = "fp32",
+    threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
+    calibration: Annotated[bool, typer.Option(help="known-timing mode, no model")] = False,
+    calib_ttft_ms: Annotated[float, typer.Option(help="calibration TTFT")] = 50.0,
+    calib_itl_ms: Annotated[float, typer.Option(help="calibration inter-chunk gap")] = 10.0,
+) -> None:
+    """Serve the built-in OpenAI-compatible reference server.
+
+    Example: servelab serve --port 0 --model small
+    """
+    from servelab.config import ServerConfig
+
+    cfg = ServerConfig(host=host, port=port, model=model, device=device, precision=precision,
+                       threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
+                       calib_itl_ms=calib_itl_ms)
+    from serving.server import run_server
+
+    run_server(cfg)
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Option(help="'builtin' or an OpenAI-compatible base URL")] = "builtin",
+    users: Annotated[int | None, typer.Option(help="closed loop: concurrent users")] = None,
+    rate: Annotated[float | None, typer.Option(help="open loop: requests per second")] = None,
+    arrival: Annotated[str, typer.Option(help="open-loop arrivals: poisson or constant")] = "poisson",
+    duration: Annotated[float, typer.Option(help="seconds of load")] = 10.0,
+    max_requests: Annotated[int | None, typer.Option(help="stop after this many requests")] = None,
+    max_tokens: Annotated[int, typer.Option(help="output tokens per request")] = 64,
+    prompt_tokens: Annotated[int, typer.Option(help="prompt tokens per request")] = 128,
+    warmup: Annotated[float | None, typer.Option(help="seconds excluded at the start (default 10%)")] = None,
+    slo: Annotated[str | None, typer.Option(help='e.g. "ttft_p99<=500ms,tpot_p99<=50ms"')] = None,
+    model: Annotated[str, typer.Option(help="built-in server's model size")] = "small",
+    endpoint: Annotated[str, typer.Option(help="completions or chat")] = "completions",
+    label: Annotated[str | None, typer.Option(help="a name for the run")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run load against a target, store every request, print the summary.
+
+    Example: servelab run --target builtin --rate 4 --duration 20 --slo "ttft_p99<=500ms"
+    """
+    from servelab.config import LoadConfig, RunConfig, ServerConfig
+    from servelab.errors import UserError
+
+    if users is not None and rate is not None:
+        raise UserError("give either --users (closed loop) or --rate (open loop), not both")
+    load = LoadConfig(
+        mode="open" if rate is not None else "closed", users=users or 1, rate=rate,
+        arrival=arrival, duration_s=duration, max_requests=max_requests, max_tokens=max_tokens,
+        prompt_tokens=prompt_tokens, warmup_s=warmup, endpoint=endpoint,
+    )
+    cfg = RunConfig(target=target, label=label, load=load, server=ServerConfig(model=model),
+                    slo=_slo(slo) or [])
+    summary = _execute(cfg, store, quiet=as_json)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        from servelab.render import print_summary
+
+        print_summary(_stdout(), summary)
+
+
+def _execute(cfg, store: str, quiet: bool) -> dict:
+    from servelab.progress import RunProgress
+    from servelab.results import run_summary
+    from servelab.runner import execute_run
+
+    with RunProgress(_stderr(), cfg.load.duration_s) as progress:
+        run_id = execute_run(cfg, store, on_progress=progress.update)
+    if not quiet:
+        _stderr().print(f"run {run_id} stored in {store}")
+    return run_summary(store, run_id)
+
+
+@app.command("runs")
+def runs_cmd(store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False) -> None:
+    """List the runs in the store.
+
+    Example: servelab runs --json
+    """
+    from store import ingest, queries
+
+    ingest.recover(store)
+    rows = queries.list_runs(store)
+    if as_json:
+        print(json.dumps(rows, default=str))
+    else:
+        from servelab.render import runs_table
+
+        _stdout().print(runs_table(rows))
+
+
+@app.command()
+def summary(
+    run_id: Annotated[str, typer.Argument(help="the run id (see `servelab runs`)")],
+    slo: Annotated[str | None, typer.Option(help="judge against this SLO instead")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print one run's summary: throughput, latency percentiles, SLO attainment.
+
+    Example: servelab summary r20261125-134501-ab12 --json
+    """
+    from servelab.results import run_summary
+
+    s = run_summary(store, run_id, _slo(slo))
+    if as_json:
+        print(json.dumps(s))
+    else:
+        from servelab.render import print_summary
+
+        print_summary(_stdout(), s)
+
+
+@app.command()
+def dashboard(
+    store: StoreOpt = DEFAULT_STORE,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8501,
+) -> None:
+    """Serve the Streamlit dashboard over the store.
+
+    Example: servelab dashboard --store servelab.duckdb --port 8501
+    """
+    from servelab.dashboard_proc import serve_dashboard
+
+    serve_dashboard(store, host, port)
+
+
+@app.command()
+def demo(
+    store: StoreOpt = DEFAULT_STORE,
+    serve: Annotated[bool, typer.Option(envvar=f"{ENV_PREFIX}DEMO_SERVE",
+                                        help="serve the dashboard afterwards")] = True,
+    duration: Annotated[float, typer.Option(help="seconds per load level")] = 8.0,
+    port: Annotated[int, typer.Option(help="dashboard port")] = 8501,
+) -> None:
+    """A quick sweep of the built-in server at three loads, then the dashboard.
+
+    Example: servelab demo --no-serve
+    """
+    from servelab.demo import run_demo
+
+    run_demo(store, duration, _stdout(), _stderr())
+    if serve:
+        from servelab.dashboard_proc import serve_dashboard
+
+        serve_dashboard(store, "127.0.0.1", port)
+
+
+def main() -> None:
+    """Entry point: runs the app and turns user mistakes into one line and exit code 2."""
+    from pydantic import ValidationError
+
+    from servelab.errors import UserError
+
+    user_errors: tuple[type[BaseException], ...] = (UserError, ValidationError)
+    try:
+        from store.schema import StoreError
+
+        user_errors += (StoreError,)
+    except ImportError:  # pragma: no cover - store always ships with servelab
+        pass
+    try:
+        app()  # click handles its own usage errors (one line, exit 2)
+    except user_errors as exc:
+        print(f"servelab: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _one_line(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,44 @@
+"""Child processes of a run: started so they die with their parent.
+
+A run's children (the built-in server, the load generator) must not outlive the CLI: if the
+CLI is killed with SIGKILL, Linux's PR_SET_PDEATHSIG delivers SIGTERM to each child, which
+then stops cleanly and flushes its spool.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import subprocess
+import sys
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: children may outlive a killed CLI
+        pass
+
+
+def spawn(args: list[str], *, pass_fds: tuple[int, ...] = (), **kw) -> subprocess.Popen:
+    """Start `python args...` as a child that receives SIGTERM when this process dies."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        pass_fds=pass_fds,
+        **kw,
+    )
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout_s`; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

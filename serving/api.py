@@ -1,0 +1,201 @@
+"""The HTTP API: an OpenAI-compatible FastAPI app over one backend (engine or calibration).
+
+Routes: POST /v1/completions, POST /v1/chat/completions (streaming and not),
+GET /v1/models, GET /health, GET /metrics. Request bodies and headers are never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from servelab.config import ServerConfig
+from serving import prompts, schemas
+from serving.errors import ApiError
+from serving.generation import Backend, Generation
+from serving.metrics import ServerMetrics
+from serving.responses import SSE_DONE, ObjectFactory, sse, timing_headers, usage
+from serving.stream import TimedSSEResponse, run_unless_disconnected
+
+
+def build_backend(cfg: ServerConfig) -> Backend:
+    """The token producer for this setup; torch is imported only when a model is needed."""
+    if cfg.calibration:
+        from serving.calibration import CalibrationBackend
+
+        return CalibrationBackend(cfg)
+    from serving.engine import Engine
+
+    return Engine(cfg)
+
+
+def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
+    """The app for one setup; builds (and warms) the backend now unless one is given."""
+    backend = backend if backend is not None else build_backend(cfg)
+    metrics = ServerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        backend.start()
+        yield
+        backend.close()
+
+    app = FastAPI(title="servelab reference server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.backend = backend
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    handler = _CompletionHandler(cfg, backend, metrics)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await handler.handle(request, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await handler.handle(request, chat=True)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        card = {"id": cfg.model, "object": "model", "created": 0, "owned_by": "servelab"}
+        return {"object": "list", "data": [card]}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": cfg.model, "params": backend.params,
+                "calibration": cfg.calibration}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error, routing ones included, leaves as OpenAI-style JSON."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else None
+        return ApiError(exc.status_code, str(exc.detail), code=code).response()
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log (no request content in it); the client gets JSON.
+        return ApiError(500, "internal server error", code="internal_error").response()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                       code="body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _CompletionHandler:
+    """Both completion endpoints: validate, submit, then stream or collect."""
+
+    def __init__(self, cfg: ServerConfig, backend: Backend, metrics: ServerMetrics):
+        self.cfg = cfg
+        self.backend = backend
+        self.metrics = metrics
+
+    async def handle(self, request: Request, chat: bool) -> Response:
+        t_recv_ns = time.perf_counter_ns()
+        endpoint = "chat" if chat else "completions"
+        try:
+            body = await read_body(request, self.cfg.max_body_bytes)
+            req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+            gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
+        except ApiError as exc:
+            self.metrics.count(endpoint, exc.status)
+            return exc.response()
+        self.metrics.in_flight.inc()
+        gen = self.backend.submit(gen_req)
+        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
+        if req.stream:
+            self.metrics.count(endpoint, 200)
+            return reply.stream(req.include_usage)
+        try:
+            response = await run_unless_disconnected(reply.collect(), request.receive)
+        finally:
+            gen.cancel()  # no-op when finished; stops the backend when the client left
+            reply.done(time.perf_counter_ns())
+        if response is None:  # the client left; nothing will be sent ("499" as nginx logs it)
+            response = Response(status_code=499)
+        self.metrics.count(endpoint, response.status_code)
+        return response
+
+
+class _Reply:
+    """One response to one generation, in either shape."""
+
+    def __init__(self, gen: Generation, factory: ObjectFactory, prompt_tokens: int, metrics: ServerMetrics):
+        self.gen = gen
+        self.factory = factory
+        self.prompt_tokens = prompt_tokens
+        self.metrics = metrics
+        self._first_sent = False
+
+    def _final_timings(self) -> dict:
+        """The `servelab` object of a finished generation, also recorded in the metrics."""
+        timings = self.gen.timings.as_dict(self.prompt_tokens, self.gen.output_tokens)
+        self.metrics.observe_done(timings)
+        return timings
+
+    def stream(self, include_usage: bool) -> TimedSSEResponse:
+        return TimedSSEResponse(self._parts(include_usage), self._sent, self.gen.cancel, self.done)
+
+    async def _parts(self, include_usage: bool):
+        timings = None
+        async for event in self.gen.events():
+            if event.error is not None:
+                yield sse(ApiError(500, event.error).body()), False
+                break
+            chunk = self.factory.chunk(event.text, event.finish_reason)
+            if event.finish_reason is not None:
+                timings = self._final_timings()
+                if not include_usage:
+                    chunk["servelab"] = timings
+            yield sse(chunk), bool(event.text)
+        if include_usage and timings is not None:
+            final = self.factory.usage_chunk(usage(self.prompt_tokens, self.gen.output_tokens))
+            final["servelab"] = timings
+            yield sse(final), False
+        yield SSE_DONE, False
+
+    def _sent(self, t_ns: int) -> None:
+        self.gen.chunk_sent(t_ns)
+        if not self._first_sent:
+            self._first_sent = True
+            self.metrics.ttft.observe((t_ns - self.gen.request.t_recv_ns) / 1e9)
+
+    async def collect(self) -> Response:
+        pieces, finish = [], "length"
+        async for event in self.gen.events():
+            if event.error is not None:
+                return ApiError(500, event.error, code="generation_failed").response()
+            pieces.append(event.text)
+            finish = event.finish_reason or finish
+        timings = self._final_timings()
+        body = self.factory.full("".join(pieces), finish, usage(self.prompt_tokens, self.gen.output_tokens))
+        body["servelab"] = timings
+        return JSONResponse(body, headers=timing_headers(timings))
+
+    def done(self, t_done_ns: int) -> None:
+        """The response is over (called once: by the stream, or by the handler)."""
+        self.metrics.in_flight.dec()
+        self.metrics.count_tokens(self.prompt_tokens, self.gen.output_tokens)
+        self.gen.finish(t_done_ns)

@@ -1,0 +1,129 @@
+"""The DuckDB schema, its migrations, and the two ways to open the store.
+
+Owns: the ordered list of named migration functions (recorded in `_migrations`),
+`connect_write` / `connect_read` with retry on DuckDB's file lock, and `StoreError`,
+the one exception every store function raises for a user-facing problem.
+
+DuckDB admits one writing process or several read-only ones, never both, so every
+connection here is meant to be short-lived: open, do one thing, close.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+
+class StoreError(Exception):
+    """A store problem worth one line to the user (missing file, busy file, unknown run)."""
+
+
+class StoreBusyError(StoreError):
+    """The store file stayed locked by another process for the whole retry period."""
+
+
+def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY, status TEXT, created_at TIMESTAMP,
+            started_at TIMESTAMP, ended_at TIMESTAMP, target TEXT, label TEXT,
+            config JSON, host JSON, version TEXT, error TEXT)""")
+    con.execute("""
+        CREATE TABLE steps (
+            run_id TEXT, step INTEGER, mode TEXT, users INTEGER, rate DOUBLE,
+            duration_s DOUBLE, warmup_s DOUBLE, t_start_ns BIGINT, t_end_ns BIGINT,
+            wall_start_ns BIGINT, status TEXT, PRIMARY KEY (run_id, step))""")
+    con.execute("""
+        CREATE TABLE requests (
+            run_id TEXT, step INTEGER, req_id TEXT, producer TEXT, user_id INTEGER,
+            t_sched_ns BIGINT, t_send_ns BIGINT, wall_send_ns BIGINT,
+            t_first_ns BIGINT, t_last_ns BIGINT, chunk_ns BIGINT[], status TEXT,
+            http_status INTEGER, error TEXT, prompt_tokens INTEGER,
+            output_tokens INTEGER, prompt_tokens_client INTEGER,
+            output_tokens_client INTEGER, max_tokens INTEGER, server JSON,
+            PRIMARY KEY (run_id, req_id))""")
+    con.execute("""
+        CREATE TABLE samples (
+            run_id TEXT, step INTEGER, producer TEXT, source TEXT, device TEXT,
+            t_ns BIGINT, wall_ns BIGINT, power_w DOUBLE, energy_j DOUBLE,
+            gpu_util_pct DOUBLE, mem_util_pct DOUBLE, mem_used_bytes BIGINT,
+            mem_total_bytes BIGINT, sm_clock_mhz DOUBLE, mem_clock_mhz DOUBLE,
+            temp_c DOUBLE, throttle_reasons BIGINT, proc_gpu_mem_bytes BIGINT,
+            cpu_pct DOUBLE, rss_bytes BIGINT, pid INTEGER, role TEXT)""")
+
+
+# Append only; never edit or reorder a migration that has shipped.
+MIGRATIONS = [_m001_initial]
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: every TIMESTAMP column in the store is UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return their names."""
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        name = fn.__name__.lstrip("_")
+        if name in done:
+            continue
+        con.begin()
+        try:
+            fn(con)
+            con.execute("INSERT INTO _migrations VALUES (?, ?)", [name, utcnow()])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        applied.append(name)
+    return applied
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "lock" in text.lower() or "different configuration" in text
+
+
+def _connect_retrying(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    """Open `path`, retrying with backoff while another process holds DuckDB's file lock."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc):
+                raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from exc
+            if time.monotonic() + delay > deadline:
+                raise StoreBusyError(
+                    f"store {path} is busy (another process is writing to it); try again shortly"
+                ) from exc
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def connect_write(path: str | Path, timeout_s: float = 10.0) -> duckdb.DuckDBPyConnection:
+    """Open the store read-write (creating file and parent dir), migrated to the latest schema."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _connect_retrying(path, read_only=False, timeout_s=timeout_s)
+    try:
+        migrate(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def connect_read(path: str | Path, timeout_s: float = 5.0) -> duckdb.DuckDBPyConnection:
+    """Open the store read-only; StoreError if it does not exist or stays locked past timeout_s."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"no store at {path}")
+    return _connect_retrying(path, read_only=True, timeout_s=timeout_s)
