@@ -1,16 +1,20 @@
-"""The servelab dashboard: `streamlit run dashboard/app.py` (or `servelab dashboard`)."""
+"""The servelab dashboard: `streamlit run dashboard/app.py` (or `servelab dashboard`).
+
+Pages live in dashboard/app_pages/ (see its __init__ for why not `pages/`); they read the
+store through dashboard/data.py only.
+"""
 
 from pathlib import Path
 
 import streamlit as st
 
-HERE = Path(__file__).parent
+PAGES = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="servelab", layout="wide")
 page = st.navigation(
     [
-        st.Page(HERE / "pages" / "runs.py", title="Runs", default=True),
-        st.Page(HERE / "pages" / "run.py", title="Run", url_path="run"),
+        st.Page(PAGES / "runs.py", title="Runs", url_path="runs", default=True),
+        st.Page(PAGES / "run.py", title="Run", url_path="run"),
     ]
 )
 page.run()

@@ -1,36 +1,49 @@
 """The dashboard's data access: short-lived read-only store connections behind caches.
 
 The dashboard never writes: a run in progress owns the store's write lock, and a reader
-that finds the file locked shows a notice and retries on the next refresh instead of
-blocking the writer.
+that finds the file locked shows a notice (with a retry button) instead of blocking the
+writer or showing a traceback.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from servelab.config import DEFAULT_STORE, ENV_PREFIX, SLOTerm
 from store import queries
-from store.schema import StoreError
+from store.schema import StoreBusyError, StoreError
+
+START_HINT = "Start one with `servelab run --target builtin --rate 2 --duration 10`."
 
 
 def store_path() -> str:
     return os.environ.get(f"{ENV_PREFIX}STORE", DEFAULT_STORE)
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner="Reading the store…")
 def runs(path: str) -> list[dict]:
+    """Every run, newest first (store.queries.list_runs); cached for a few seconds."""
     return queries.list_runs(path)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def run_bundle(path: str, run_id: str) -> tuple[dict, list[dict], pd.DataFrame]:
-    """(run, steps, requests) of one run."""
+@st.cache_data(ttl=300, max_entries=32, show_spinner="Reading the run…")
+def run_bundle(path: str, run_id: str, stamp: tuple = ()) -> tuple[dict, list[dict], pd.DataFrame]:
+    """(run, steps, requests) of one run.
+
+    `stamp` is part of the cache key only: pass what the run listing says about the run
+    (status, request count, end time) so a run that changed is read again at once.
+    """
     return (queries.get_run(path, run_id), queries.get_steps(path, run_id),
             queries.get_requests(path, run_id))
+
+
+def run_stamp(row: dict) -> tuple:
+    """What changes in a run's listing row while it runs, finishes or is recovered."""
+    return row.get("status"), row.get("requests"), row.get("steps"), row.get("ended_at")
 
 
 def slo_of(run: dict) -> list[SLOTerm]:
@@ -38,9 +51,22 @@ def slo_of(run: dict) -> list[SLOTerm]:
 
 
 def guarded(fn, *args):
-    """Calls a store read; a missing or busy store becomes a notice, not a traceback."""
+    """Calls a store read; a missing, busy or unreadable store becomes a notice, not a traceback."""
     try:
         return fn(*args)
+    except StoreBusyError as exc:
+        st.warning(f"{exc}. Another process has the store open for writing; the dashboard only "
+                   "reads, so it gives way instead of blocking it. Retry in a moment.", icon="⏳")
+        st.button("Retry", key="retry-busy")
     except StoreError as exc:
-        st.warning(str(exc))
-        st.stop()
+        path = args[0] if args else store_path()
+        if not Path(path).exists():
+            st.warning(f"No store at `{path}` yet. {START_HINT} Point the dashboard at another "
+                       "store with `servelab dashboard --store PATH` or `SERVELAB_STORE`.")
+        else:
+            st.warning(str(exc))
+    except Exception as exc:  # e.g. a DuckDB file that is not a servelab store
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        st.error(f"Cannot read the store `{args[0] if args else store_path()}`: "
+                 f"{type(exc).__name__}: {first}")
+    st.stop()

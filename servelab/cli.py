@@ -209,22 +209,27 @@ def demo(
 
 def main() -> None:
     """Entry point: runs the app and turns user mistakes into one line and exit code 2."""
+    try:
+        app()  # click handles its own usage errors (one line, exit 2)
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        print(f"servelab: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _is_user_error(exc: BaseException) -> bool:
     from pydantic import ValidationError
 
     from servelab.errors import UserError
 
-    user_errors: tuple[type[BaseException], ...] = (UserError, ValidationError)
-    try:
-        from store.schema import StoreError
-
-        user_errors += (StoreError,)
-    except ImportError:  # pragma: no cover - store always ships with servelab
-        pass
-    try:
-        app()  # click handles its own usage errors (one line, exit 2)
-    except user_errors as exc:
-        print(f"servelab: error: {_one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
+    kinds: tuple[type[BaseException], ...] = (UserError, ValidationError)
+    # Not imported up front: `store` pulls in duckdb, pyarrow and pandas, and `--help` must
+    # stay instant. A StoreError can only have been raised once store.schema is loaded.
+    schema = sys.modules.get("store.schema")
+    if schema is not None:
+        kinds += (schema.StoreError,)
+    return isinstance(exc, kinds)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,12 +12,14 @@ from servelab.results import run_summary
 from servelab.runner import execute_run
 
 DEMO_SLO = "ttft_p99<=1000ms,tpot_p99<=50ms"
-DEMO_RATES = (1.0, 3.0, 8.0)  # req/s, open loop: below, near and above one CPU core's capacity
+# req/s, open loop, evenly spaced so that a short demo offers exactly these rates: below,
+# near and above what the small model serves one request at a time on one CPU core.
+DEMO_RATES = (1.0, 3.0, 6.0)
 
 
 def demo_config(rate: float, duration_s: float) -> RunConfig:
-    load = LoadConfig(mode="open", rate=rate, duration_s=duration_s, max_tokens=32,
-                      prompt_tokens=64, warmup_s=min(1.0, duration_s / 4), drain_s=10.0)
+    load = LoadConfig(mode="open", rate=rate, arrival="constant", duration_s=duration_s,
+                      max_tokens=32, prompt_tokens=64, warmup_s=min(1.0, duration_s / 4), drain_s=10.0)
     return RunConfig(target="builtin", label=f"demo {rate:g} req/s", load=load,
                      server=ServerConfig(model="small"), slo=parse_slo(DEMO_SLO))
 
@@ -31,18 +33,20 @@ def run_demo(store: str, duration_s: float, out: Console, err: Console) -> list[
             run_id = execute_run(cfg, store, on_progress=p.update)
         summaries.append(run_summary(store, run_id))
     out.print(_table(summaries))
+    for s in summaries:
+        out.print(f"  {s['label']}: run {s['run_id']}")
     _verdict(out, summaries)
     return summaries
 
 
 def _table(summaries: list[dict]) -> Table:
     t = Table(title=f"demo: built-in server, small model, SLO {DEMO_SLO}")
-    for col in ("run", "offered req/s", "req/s", "out tok/s", "TTFT p99 ms", "TPOT p99 ms",
-                "errors", "SLO attainment", "SLO met"):
+    for col in ("offered req/s", "served req/s", "out tok/s", "TTFT p99 ms", "TPOT p99 ms",
+                "errors", "SLO attain.", "SLO met"):
         t.add_column(col, justify="right")
     for s in summaries:
         t.add_row(
-            s["run_id"], f"{s['steps'][0].get('rate') or 0:g}", _f(s["req_s"]),
+            f"{s['steps'][0].get('rate') or 0:g}", _f(s["req_s"]),
             _f(s["output_tok_s"]), _f(s["ttft_ms"]["p99"]), _f(s["tpot_ms"]["p99"]),
             str(s["errors"]), _f(s["slo_attainment"]), "yes" if s["slo_met"] else "no",
         )

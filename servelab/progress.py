@@ -27,7 +27,10 @@ class RunProgress:
         return self  # the bar appears with the first progress line, after the target is up
 
     def __exit__(self, *exc) -> None:
-        self._bar.stop()
+        # Only a started bar is stopped: rich's stop() prints an empty line on a
+        # non-terminal even if nothing was shown, which would garble one-line errors.
+        if self._bar.live.is_started:
+            self._bar.stop()
 
     def update(self, line: dict) -> None:
         if note := line.get("note"):

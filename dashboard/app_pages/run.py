@@ -1,0 +1,124 @@
+"""Run page: one run's throughput, SLO, latency percentiles, TTFT/ITL histograms, latency over time."""
+
+import streamlit as st
+
+from analysis.frames import itl_ms, request_frame
+from analysis.summary import summarize_run
+from dashboard import data, views
+
+st.title("Run")
+path = data.store_path()
+rows = data.guarded(data.runs, path)
+if not rows:
+    st.info(f"No runs in this store yet. {data.START_HINT}")
+    st.stop()
+
+by_id = {r["run_id"]: r for r in rows}
+ids = list(by_id)
+wanted = st.query_params.get("run")
+if wanted is not None and wanted not in by_id:
+    st.warning(f"No run `{wanted}` in `{path}`; showing the newest run instead.")
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id else 0,
+                      format_func=lambda i: views.run_option(by_id[i]))
+st.query_params["run"] = run_id
+
+run, steps, requests = data.guarded(data.run_bundle, path, run_id, data.run_stamp(by_id[run_id]))
+summary = summarize_run(run, steps, requests, data.slo_of(run))
+load = (run.get("config") or {}).get("load") or {}
+
+load_text = views.load_text(load.get("mode"), load.get("users"), load.get("rate"))
+st.caption("  ·  ".join(p for p in (
+    run.get("label"),
+    load_text if load_text != run.get("label") else None,
+    f"target `{run.get('target') or '?'}`",
+    f"status **{run['status']}**",
+    f"started {views.when(run.get('started_at'))} UTC" if run.get("started_at") else None,
+) if p))
+if run["status"] == "running":
+    st.info("This run is still running: its requests appear here when its step has been ingested.")
+elif run.get("error"):
+    (st.error if run["status"] == "failed" else st.warning)(f"Run {run['status']}: {run['error']}")
+
+c = st.columns(6)
+c[0].metric("requests", f"{summary['requests']:,}",
+            help="every request recorded, warm-up and drain included")
+c[1].metric("measured", f"{summary['measured_requests']:,}",
+            help="requests offered inside the steady window (warm-up and drain excluded): "
+                 "latency, errors and SLO figures are over these")
+err_rate = summary.get("error_rate")
+c[2].metric("errors", f"{summary['errors']:,}",
+            delta=None if not summary["errors"] else f"{err_rate:.1%} of measured", delta_color="inverse",
+            delta_arrow="off",
+            help="measured requests that did not finish ok (any status other than ok)")
+c[3].metric("req/s", views.number(summary.get("req_s")),
+            help="ok requests completed per second of steady window")
+c[4].metric("output tok/s", views.number(summary.get("output_tok_s"), "{:.1f}"),
+            help="output tokens of completed requests per second of steady window")
+att = summary.get("slo_attainment")
+c[5].metric("SLO attainment", views.number(att, "{:.1%}"),
+            help="share of measured requests meeting every SLO term (errors count as misses); "
+                 "– when the run has no SLO")
+window = summary.get("window_s")
+rates = [f"steady window {views.number(window, '{:.1f}')} s"]
+if summary.get("requested_rate") is not None:
+    sent = views.number(summary.get("achieved_rate"))
+    rates.append(f"requested {summary['requested_rate']:g} req/s, sent {sent} req/s")
+if summary.get("goodput_req_s") is not None:
+    rates.append(f"goodput {summary['goodput_req_s']:.2f} req/s")
+st.caption("  ·  ".join(rates))
+
+if summary.get("slo_terms"):
+    st.subheader("SLO")
+    verdict = {True: "met", False: "missed", None: "not judged"}[summary.get("slo_met")]
+    st.caption(f"{', '.join(summary['slo'])}: **{verdict}**")
+    st.dataframe(views.slo_table(summary), hide_index=True, width="content")
+
+st.subheader("Latency percentiles (ms)")
+latency = views.latency_table(summary)
+if latency.empty:
+    st.info("No latency figures: no request finished ok inside the steady window.")
+else:
+    st.dataframe(latency, hide_index=True, width="stretch",
+                 column_config={"metric": st.column_config.TextColumn("metric", width="medium"),
+                                **{k: st.column_config.NumberColumn(k, format="%.2f")
+                                   for k in views.PCT_COLUMNS.values()}})
+    st.caption("Over the measured requests (ok ones only, except schedule lag). TTFT from schedule "
+               "counts from when the request was meant to be sent, so client-side queueing shows.")
+
+if len(summary.get("steps") or []) > 1:
+    st.subheader("Steps")
+    st.dataframe(views.steps_table(summary), hide_index=True, width="stretch",
+                 column_config={"SLO attainment": st.column_config.NumberColumn(format="percent")})
+
+frame = request_frame(requests)
+ok = frame[frame["status"] == "ok"]
+left, right = st.columns(2)
+with left:
+    st.subheader("TTFT")
+    if ok["ttft_ms"].notna().any():
+        ttft = summary.get("ttft_ms") or {}
+        st.plotly_chart(views.histogram(ok["ttft_ms"], "TTFT (ms)", ttft.get("p50"), ttft.get("p99")),
+                        width="stretch")
+    else:
+        st.info("No successful requests.")
+with right:
+    st.subheader("ITL")
+    gaps = itl_ms(requests)
+    if len(gaps) == 0:
+        st.info("No inter-token gaps (no successful request streamed more than one chunk).")
+    else:
+        itl = summary.get("itl_ms") or {}
+        st.plotly_chart(views.histogram(gaps, "gap between output chunks (ms)", itl.get("p50"), itl.get("p99")),
+                        width="stretch")
+st.caption("Histograms: every ok request, warm-up included; dashed lines: p50 and p99 of the measured ones.")
+
+st.subheader("Latency over time")
+if frame.empty:
+    st.info("No requests recorded.")
+else:
+    st.plotly_chart(views.latency_over_time(frame, views.windows_s(summary, requests)), width="stretch")
+
+errors = views.errors_table(requests)
+if not errors.empty:
+    with st.expander(f"Failed requests ({int(errors['requests'].sum())}, warm-up included)"):
+        st.dataframe(errors, hide_index=True, width="stretch")

@@ -1,0 +1,270 @@
+"""The Streamlit dashboard under streamlit.testing.v1.AppTest, over real fixture stores.
+
+Each page runs headless in this process against a store built by tests/store_fixtures.py
+(spool files -> ingest, as a real run leaves them): the app entry (default page = Runs),
+each page file directly, and the unhappy stores: empty, missing, not a servelab store,
+and locked by a writer in another process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import store_fixtures as fx
+from store import add_step, create_run, finish_run
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "dashboard" / "app.py"
+RUNS_PAGE = ROOT / "dashboard" / "app_pages" / "runs.py"
+RUN_PAGE = ROOT / "dashboard" / "app_pages" / "run.py"
+TIMEOUT = 60  # generous for a cold first run on a 2-core machine; a normal run takes ~1 s
+
+
+@pytest.fixture(scope="module")
+def store_file(tmp_path_factory) -> Path:
+    return fx.build_store(tmp_path_factory.mktemp("store") / "servelab.duckdb")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The pages cache reads per store path; no test may see another test's cached rows."""
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def run_app(monkeypatch, store: Path, script: Path = APP, run: str | None = None,
+            timeout: float = TIMEOUT) -> AppTest:
+    monkeypatch.setenv("SERVELAB_STORE", str(store))
+    at = AppTest.from_file(str(script), default_timeout=timeout)
+    if run is not None:
+        at.query_params["run"] = run
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r} in {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as their JSON specs."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def points(trace: dict) -> int:
+    """How many x values a trace has (plotly 6 ships arrays base64-encoded)."""
+    x = trace.get("x")
+    if x is None:
+        return 0
+    if isinstance(x, dict) and "bdata" in x:
+        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=np.dtype(x["dtype"])).size
+    return sum(v is not None for v in x)
+
+
+# --- happy path -----------------------------------------------------------------------
+
+
+def check_runs_page(at: AppTest) -> None:
+    no_errors(at)
+    assert [t.value for t in at.title] == ["Runs"]
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [f"run?run={fx.CLOSED_RUN}", f"run?run={fx.OPEN_RUN}"]  # newest first
+    assert dict(zip(table["run"].str.removeprefix("run?run="), table["requests"])) == fx.REQUESTS
+    assert list(table["load"]) == ["closed 2 users", "open 5 req/s"]  # no "1 user" on the open-loop run
+    assert list(table["status"]) == ["completed", "completed"]
+    assert "2 runs: 2 completed" in texts(at.caption)
+
+
+def test_app_entry_defaults_to_the_runs_page(monkeypatch, store_file):
+    at = run_app(monkeypatch, store_file)
+    check_runs_page(at)
+    assert str(store_file) in texts(at.caption)
+
+
+def test_runs_page_file_lists_every_run(monkeypatch, store_file):
+    check_runs_page(run_app(monkeypatch, store_file, RUNS_PAGE))
+
+
+@pytest.mark.parametrize("run_id", fx.RUN_IDS)
+def test_run_page_shows_metrics_table_and_charts(monkeypatch, store_file, run_id):
+    at = run_app(monkeypatch, store_file, RUN_PAGE, run=run_id)
+    no_errors(at)
+    assert not at.warning
+    assert at.selectbox[0].value == run_id
+    assert at.query_params["run"] == run_id
+    assert metric(at, "requests") == str(fx.REQUESTS[run_id])
+    open_loop = run_id == fx.OPEN_RUN
+    assert metric(at, "errors") == str(fx.OPEN_ERRORS if open_loop else 0)
+    assert float(metric(at, "req/s")) > 0 and float(metric(at, "output tok/s")) > 0
+    assert metric(at, "SLO attainment") == ("73.9%" if open_loop else "–")
+
+    subheaders = [s.value for s in at.subheader]
+    assert "Latency percentiles (ms)" in subheaders and "Latency over time" in subheaders
+    assert ("SLO" in subheaders) == open_loop
+    latency = next(d.value for d in at.dataframe if "metric" in d.value.columns)
+    assert list(latency.columns) == ["metric", "p50", "p90", "p95", "p99", "p99.9", "mean"]
+    expected = ["TTFT", "ITL", "TPOT", "E2E"] + (["TTFT from schedule", "schedule lag"] if open_loop else [])
+    assert sorted(latency["metric"]) == sorted(expected)  # closed loop has no schedule
+    assert latency.drop(columns="metric").notna().all().all()
+    ttft = latency.set_index("metric").loc["TTFT"]
+    assert 40 <= ttft["p50"] <= ttft["p99"] <= 120  # the fixture's TTFTs are 40-120 ms
+
+    figs = charts(at)
+    assert len(figs) == 3  # TTFT histogram, ITL histogram, latency over time
+    titles = [f["layout"]["xaxis"]["title"]["text"] for f in figs]
+    assert titles == ["TTFT (ms)", "gap between output chunks (ms)", "time since the first request was sent (s)"]
+    assert all(sum(points(t) for t in f["data"]) > 0 for f in figs), "an empty chart"
+    traces = {t.get("name"): points(t) for t in figs[2]["data"]}
+    ok = fx.REQUESTS[run_id] - (fx.OPEN_ERRORS if open_loop else 0)
+    assert traces["TTFT"] == traces["E2E"] == ok
+    assert traces.get(f"failed ({fx.OPEN_ERRORS})", 0) == (fx.OPEN_ERRORS if open_loop else 0)
+    assert bool(at.expander) == open_loop  # the failed-requests breakdown
+    if open_loop:
+        failures = at.expander[0].dataframe[0].value
+        assert set(failures["status"]) == {"http_error", "timeout"} and failures["requests"].sum() == 2
+
+
+def test_run_page_defaults_to_the_newest_run_and_switches_with_the_picker(monkeypatch, store_file):
+    at = run_app(monkeypatch, store_file, RUN_PAGE)
+    no_errors(at)
+    assert at.selectbox[0].value == fx.CLOSED_RUN and metric(at, "requests") == str(fx.CLOSED_OK)
+    at.selectbox[0].select(fx.OPEN_RUN).run()
+    no_errors(at)
+    assert metric(at, "requests") == str(fx.REQUESTS[fx.OPEN_RUN])
+    assert at.query_params["run"] == fx.OPEN_RUN
+    at.run()  # a plain rerun keeps the choice
+    assert at.selectbox[0].value == fx.OPEN_RUN and metric(at, "requests") == str(fx.REQUESTS[fx.OPEN_RUN])
+
+
+def test_app_entry_navigates_to_the_run_page(monkeypatch, store_file):
+    at = run_app(monkeypatch, store_file)
+    at.query_params["run"] = fx.OPEN_RUN
+    at.switch_page("app_pages/run.py").run()
+    no_errors(at)
+    assert [t.value for t in at.title] == ["Run"]
+    assert metric(at, "requests") == str(fx.REQUESTS[fx.OPEN_RUN])
+    assert len(charts(at)) == 3
+
+
+def test_run_page_with_an_unknown_run_id_warns_and_shows_the_newest(monkeypatch, store_file):
+    at = run_app(monkeypatch, store_file, RUN_PAGE, run="r-nope")
+    no_errors(at)
+    assert "No run `r-nope`" in texts(at.warning)
+    assert at.selectbox[0].value == fx.CLOSED_RUN
+    assert metric(at, "requests") == str(fx.CLOSED_OK)
+
+
+def test_runs_without_requests_failed_or_still_running(monkeypatch, tmp_path):
+    path = tmp_path / "s.duckdb"
+    create_run(path, "r-failed", {"load": {"mode": "open", "rate": 2.0}}, "http://x:1", None, {}, "0.1.0")
+    finish_run(path, "r-failed", "failed", "cannot reach http://x:1")
+    create_run(path, "r-running", {"load": {"mode": "closed", "users": 3}}, "builtin", "live", {}, "0.1.0")
+    add_step(path, "r-running", 0, "closed", 3, None, 10.0, 1.0)
+
+    runs = run_app(monkeypatch, path)
+    no_errors(runs)
+    table = runs.dataframe[0].value
+    assert set(table["status"]) == {"failed", "running"} and list(table["requests"]) == [0, 0]
+
+    failed = run_app(monkeypatch, path, RUN_PAGE, run="r-failed")
+    assert not failed.exception
+    assert "Run failed: cannot reach http://x:1" in texts(failed.error)
+    assert metric(failed, "requests") == "0" and metric(failed, "req/s") == "–"
+    assert "No latency figures" in texts(failed.info) and "No requests recorded." in texts(failed.info)
+    assert not charts(failed)
+
+    running = run_app(monkeypatch, path, RUN_PAGE, run="r-running")
+    no_errors(running)
+    assert "still running" in texts(running.info)
+
+
+# --- stores the pages must survive -----------------------------------------------------
+
+
+PAGES = pytest.mark.parametrize("script", [APP, RUN_PAGE], ids=["app-runs", "run"])
+
+
+@PAGES
+def test_empty_store_shows_an_info_message(monkeypatch, tmp_path, script):
+    at = run_app(monkeypatch, fx.build_empty_store(tmp_path / "empty.duckdb"), script)
+    no_errors(at)
+    assert "No runs in this store yet" in texts(at.info)
+    assert not at.dataframe and not charts(at)
+
+
+@PAGES
+def test_missing_store_shows_a_warning(monkeypatch, tmp_path, script):
+    missing = tmp_path / "nowhere" / "servelab.duckdb"
+    at = run_app(monkeypatch, missing, script)
+    no_errors(at)
+    assert f"No store at `{missing}`" in texts(at.warning)
+    assert not missing.exists()  # the dashboard never creates a store
+
+
+def test_a_duckdb_file_that_is_not_a_servelab_store_shows_an_error(monkeypatch, tmp_path):
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).close()
+    at = run_app(monkeypatch, other)
+    assert not at.exception
+    assert f"Cannot read the store `{other}`" in texts(at.error)
+
+
+HOLD_LOCK = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])  # read-write: DuckDB's exclusive file lock
+print("ready", flush=True)
+sys.stdin.read()  # hold it until the test closes our stdin
+"""
+
+
+@pytest.fixture
+def locked_store(tmp_path):
+    """A fixture store held open read-write by a writer in another process."""
+    path = fx.build_store(tmp_path / "locked.duckdb")
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read() if proc.poll() is not None else line
+        yield path
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@PAGES
+def test_store_locked_by_another_process_shows_busy_not_a_hang(monkeypatch, locked_store, script):
+    started = time.monotonic()
+    at = run_app(monkeypatch, locked_store, script, run=fx.OPEN_RUN if script == RUN_PAGE else None)
+    elapsed = time.monotonic() - started
+    no_errors(at)
+    assert "busy" in texts(at.warning)
+    assert [b.label for b in at.button] == ["Retry"]
+    assert not at.dataframe and not charts(at)
+    assert elapsed < 15, f"the page took {elapsed:.1f} s on a locked store"
