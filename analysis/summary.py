@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import hardware as hw
 from analysis import throughput as tp
 from analysis import window as win
 from analysis.records import field
@@ -158,17 +159,36 @@ def _steps_or_inferred(steps: list[Mapping[str, Any]], table: RequestTable,
             for k in seen]
 
 
+def _step_hardware(samples: pd.DataFrame | None, view: StepView, metrics: dict[str, Any]):
+    """(hardware figures, window_s, output tokens) of one step; figures None without samples."""
+    seconds, rate = metrics["window_s"], metrics["output_tok_s"]
+    tokens = rate * seconds if rate is not None and seconds else None
+    if samples is None or not len(samples):
+        return None, seconds, tokens
+    k = field(view.step, "step")
+    mine = samples[samples["step"] == k] if "step" in samples and k is not None else samples
+    return hw.hardware_figures(mine, view.window, tokens), seconds, tokens
+
+
 def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
-                  requests: pd.DataFrame | list[Mapping[str, Any]], slo: SloArg = None) -> dict[str, Any]:
+                  requests: pd.DataFrame | list[Mapping[str, Any]], slo: SloArg = None,
+                  samples: hw.SampleArg = None) -> dict[str, Any]:
     """Summary of a run: run-level figures over all steps' measured requests, plus `steps`.
 
     With slo=None the run's own stored SLO (`config["slo"]`) is used; pass "" or [] for none.
+    `samples` (the run's `samples` rows) adds a `hardware` object per step and for the run
+    (analysis/hardware.py); it is None when there are no samples.
     """
     table = request_table(requests)
     terms = slo_terms((run.get("config") or {}).get("slo") if slo is None else slo)
     views = [step_view(s, table, _rows_of_step(table, s)) for s in _steps_or_inferred(steps, table, run)]
-    header = {k: run.get(k) for k in ("run_id", "status", "label", "target", "started_at", "ended_at")}
+    header = {k: run.get(k) for k in ("run_id", "status", "label", "target", "started_at", "ended_at",
+                                      "self_check")}
     body = pooled_metrics(table, views, terms)
     body["requests"] = len(table)  # every recorded request, including ones outside any step row
     step_summaries = [{**_step_header(v), **pooled_metrics(table, [v], terms)} for v in views]
-    return {**header, **body, "steps": step_summaries}
+    frame = None if samples is None else hw.frame(samples)
+    parts = [_step_hardware(frame, v, s) for v, s in zip(views, step_summaries)]
+    for s, (figures, _, _) in zip(step_summaries, parts):
+        s["hardware"] = figures
+    return {**header, **body, "hardware": hw.run_hardware(parts), "steps": step_summaries}

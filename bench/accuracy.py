@@ -65,7 +65,8 @@ def measure(rate: float, duration: float, ttft_ms: float, itl_ms: float, chunks:
         log, store = Path(tmp) / "calib.jsonl", str(Path(tmp) / "bench.duckdb")
         cfg = ServerConfig(calibration=True, calib_ttft_ms=ttft_ms, calib_itl_ms=itl_ms,
                            calib_log=str(log))
-        with builtin_server(cfg) as url:
+        with builtin_server(cfg) as server:
+            url = server.url
             out = subprocess.run(
                 [sys.executable, "-m", "servelab.cli", "run", "--target", url, "--rate", str(rate),
                  "--arrival", "constant", "--duration", str(duration), "--max-tokens", str(chunks),

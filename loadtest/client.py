@@ -53,11 +53,24 @@ class _AliveCheck:
         return False  # b"" is the peer's FIN; stray bytes make the connection unusable too
 
 
-class _Pool(_AliveCheck, ConnectionPool):
+class _ResolveOnce:
+    """Resolves the target's address once per pool. geventhttpclient resolves on every new
+    connection, through gevent's resolver thread pool: a thread hop per connect that a
+    busy machine stretches to many ms, all of it in the send's lateness."""
+
+    _resolved = None
+
+    def _resolve(self):
+        if self._resolved is None:
+            self._resolved = super()._resolve()
+        return self._resolved
+
+
+class _Pool(_AliveCheck, _ResolveOnce, ConnectionPool):
     pass
 
 
-class _TLSPool(_AliveCheck, SSLConnectionPool):
+class _TLSPool(_AliveCheck, _ResolveOnce, SSLConnectionPool):
     pass
 
 
@@ -101,12 +114,14 @@ class Target:
                    connection_timeout=min(timeout_s, 10.0), network_timeout=None)
 
 
-def prime(pool: ConnectionPool) -> None:
-    """Opens one connection now and parks it in the pool, so a request need not connect."""
+def prime(pool: ConnectionPool, n: int = 1) -> None:
+    """Opens `n` connections now and parks them in the pool, so requests need not connect."""
     try:
-        pool.return_socket(pool.get_socket())
+        socks = [pool.get_socket() for _ in range(n)]
     except OSError:
-        pass  # the request will meet the same error and record it
+        return  # the request will meet the same error and record it
+    for sock in socks:
+        pool.return_socket(sock)
 
 
 def stream_request(pool: ConnectionPool, head: bytes, body: bytes, rec: dict, timeout_s: float) -> None:

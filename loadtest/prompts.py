@@ -10,16 +10,21 @@ Two prompt formats:
   tokens (within a few percent; the target's `usage.prompt_tokens` is the exact count).
 
 Each request draws a fresh prompt from one seeded RNG per producer, so prompts differ
-(no accidental cache hits on the target) yet a run is reproducible. Pure: no I/O.
+(no accidental cache hits on the target) yet a run is reproducible, except for shared
+prefix blocks (trace `hash_ids`), which are the same wherever the same block id appears.
+Per-request lengths come from `loadtest.workload`. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
+from loadtest.workload import Lengths, lengths_for
 from servelab.config import LoadConfig
 
 PRINTABLE = (32, 127)  # byte values [32, 127): printable ASCII
@@ -81,23 +86,64 @@ def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
     return body
 
 
+def block_tokens(block_id: int, n: int, fmt: str, seed: int) -> list[int] | list[str]:
+    """The `n` tokens (ids, or words for text) of shared-prefix block `block_id`: the same
+    for every request (and worker) that names the block, so a target can reuse its prefix."""
+    rng = np.random.default_rng([seed, 0x5EED, block_id])
+    if fmt == "token_ids":
+        return token_id_prompt(n, rng)
+    return [WORDS[i] for i in rng.integers(0, len(WORDS), size=n).tolist()]
+
+
+class Body(NamedTuple):
+    data: bytes
+    prompt_tokens: int  # the client's count (exact for token ids)
+    max_tokens: int
+
+
 class BodyFactory:
     """Encoded request bodies for one producer, each with a fresh prompt.
 
-    `next()` returns (body bytes, the client's prompt token count: exact for token ids,
-    the estimate for text).
+    Lengths come from the load's workload (`loadtest.workload.lengths_for`; a `trace`
+    workload reads `trace` from row `first_row` on). `next_body()` returns a `Body`; `next()` the
+    older (body bytes, prompt token count) pair at the load's fixed lengths.
     """
 
-    def __init__(self, load: LoadConfig, builtin: bool, producer: str):
+    def __init__(self, load: LoadConfig, builtin: bool, producer: str,
+                 trace=None, first_row: int = 0):
         self.load = load
         self.format = resolve_format(load.prompt_format, builtin)
         self.path = PATHS[load.endpoint]
         # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
         self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
+        self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row)
+        self.capped = 0  # requests whose lengths were cut to max_context
 
-    def prompt(self) -> str | list[int]:
-        n = self.load.prompt_tokens
+    def prompt(self, n: int | None = None, blocks: tuple[int, ...] = ()) -> str | list[int]:
+        n = self.load.prompt_tokens if n is None else n
+        if blocks:
+            return self._prefixed(n, blocks)
         return token_id_prompt(n, self._rng) if self.format == "token_ids" else text_prompt(n, self._rng)
+
+    def _prefixed(self, n: int, blocks: tuple[int, ...]) -> str | list[int]:
+        """Shared blocks first (cut at n tokens), then fresh tokens for the rest."""
+        size = self.load.block_tokens
+        toks: list = []
+        for b in blocks[: -(-n // size)]:
+            toks.extend(block_tokens(b, size, self.format, self.load.seed))
+        toks = toks[:n]
+        rest = n - len(toks)
+        if self.format == "token_ids":
+            return toks + token_id_prompt(rest, self._rng)
+        tail = text_prompt(rest, self._rng) if rest else ""
+        return " ".join(toks + ([tail] if tail else []))
+
+    def next_body(self) -> Body:
+        lengths = next(self._lengths)
+        self.capped += lengths.capped
+        load = self.load.model_copy(update={"max_tokens": lengths.output})
+        body = request_body(load, self.prompt(lengths.prompt, lengths.blocks))
+        return Body(json.dumps(body, separators=(",", ":")).encode(), lengths.prompt, lengths.output)
 
     def next(self, max_tokens: int | None = None) -> tuple[bytes, int]:
         load = self.load if max_tokens is None else self.load.model_copy(update={"max_tokens": max_tokens})

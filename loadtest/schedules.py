@@ -2,8 +2,9 @@
 
 A schedule is a lazy iterator of integer nanosecond offsets from the step's t0, strictly
 bounded by `duration_s` and `max_requests`. Lazy, because a week-long step at a high rate
-would not fit in a list. Pure: no I/O, no clock, no gevent; a new arrival policy (gamma,
-ramps, trace replay) is one more small generator here.
+would not fit in a list. Pure: no I/O, no clock, no gevent; each arrival policy is one
+small generator here (constant, Poisson, gamma); time-varying rates and trace replay are
+in `loadtest.arrivals`.
 """
 
 from __future__ import annotations
@@ -57,12 +58,49 @@ def _poisson_offsets(rate: float, seed: int) -> Iterator[int]:
             yield round(t * NS)
 
 
-def schedule_for(load: LoadConfig) -> Iterator[int]:
-    """The arrival schedule an open-loop `LoadConfig` asks for."""
-    if load.mode != "open" or load.rate is None:
+def gamma(rate: float, duration_s: float, shape: float, seed: int,
+          max_requests: int | None = None) -> Iterator[int]:
+    """A renewal process with gamma gaps: bursty (shape < 1) or smoother (shape > 1) than Poisson.
+
+    Formula: gap ~ Gamma(k=shape, scale=1/(rate*k)), so mean gap = 1/rate and
+    CV^2 = var/mean^2 = 1/k; k = 1 is the Poisson process (exponential gaps).
+    """
+    if rate <= 0 or shape <= 0:
+        raise ValueError("rate and shape must be positive")
+    return _bounded(_gamma_offsets(rate, shape, seed), duration_s, max_requests)
+
+
+def _gamma_offsets(rate: float, shape: float, seed: int) -> Iterator[int]:
+    rng = np.random.default_rng(seed)
+    t = 0.0
+    while True:
+        for gap in rng.gamma(shape, 1.0 / (rate * shape), _BLOCK).tolist():
+            t += gap
+            yield round(t * NS)
+
+
+def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
+    """The arrival schedule an open-loop `LoadConfig` asks for (`trace_t_s`: the trace's
+    arrival seconds, for arrival='trace')."""
+    from loadtest import arrivals
+
+    if load.mode != "open":
+        raise ValueError("only open-loop load has an arrival schedule (mode='open' with a rate)")
+    n = load.max_requests
+    if load.arrival == "trace":
+        if trace_t_s is None:
+            raise ValueError("trace arrivals need the trace's timestamps")
+        return arrivals.trace_replay(trace_t_s, load.time_scale, load.trace_start_s, load.duration_s, n)
+    if load.arrival == "steps":
+        return arrivals.rate_steps(load.rate_steps, load.duration_s, load.seed, n)
+    if load.rate is None:
         raise ValueError("only open-loop load has an arrival schedule (mode='open' with a rate)")
     if load.arrival == "constant":
-        return constant(load.rate, load.duration_s, load.max_requests)
+        return constant(load.rate, load.duration_s, n)
     if load.arrival == "poisson":
-        return poisson(load.rate, load.duration_s, load.seed, load.max_requests)
+        return poisson(load.rate, load.duration_s, load.seed, n)
+    if load.arrival == "gamma":
+        return gamma(load.rate, load.duration_s, load.burstiness, load.seed, n)
+    if load.arrival == "ramp":
+        return arrivals.linear_ramp(load.rate, load.rate_end, load.duration_s, load.seed, n)
     raise ValueError(f"unknown arrival policy {load.arrival!r}")

@@ -19,7 +19,7 @@ from gevent.event import Event
 from geventhttpclient.connectionpool import ConnectionPool
 
 from loadtest.client import Target, stream_request
-from loadtest.prompts import BodyFactory
+from loadtest.prompts import Body, BodyFactory
 from loadtest.record import new_record, req_id
 from loadtest.spec import WorkerSpec
 from loadtest.spool import SpoolWriter
@@ -58,6 +58,10 @@ class Step:
         self.sent = self.done = self.ok = 0
         self.inflight: set[gevent.Greenlet] = set()
         self.fatal: str | None = None
+        self.trace_t_s = None  # the trace's arrival seconds, for arrival='trace'
+        self.stop_ns: int | None = None
+        self.scheduled: int | None = None  # open loop: arrivals the schedule held before stop
+        self._cpu0 = 0.0
         self._users = 0
         self.ready = 0  # users connected and waiting for t0
 
@@ -68,6 +72,7 @@ class Step:
     def start(self) -> int:
         """t0: the schedule's origin. Writes the `start` event and releases the users."""
         self.t0_ns = time.perf_counter_ns()
+        self._cpu0 = time.process_time()
         self.deadline_ns = self.t0_ns + round(self.load.duration_s * 1e9)
         self.spool.write_meta({"event": "start", "t_ns": self.t0_ns, "wall_ns": time.time_ns(), "pid": os.getpid()})
         self.go.set()
@@ -89,17 +94,19 @@ class Step:
         if self.stopped.is_set():
             return
         self.stopped.set()
-        self.spool.write_meta({"event": "stop", "t_ns": time.perf_counter_ns(), "wall_ns": time.time_ns(),
-                               "sent": self.sent, "completed": self.ok})
+        self.stop_ns = time.perf_counter_ns()
+        self.spool.write_meta({"event": "stop", "t_ns": self.stop_ns, "wall_ns": time.time_ns(),
+                               "sent": self.sent, "completed": self.ok, "cpu_pct": self.cpu_pct(),
+                               "capped": self.bodies.capped})
         self._check_drained()
 
     def send(self, pool: ConnectionPool, seq: int, user_id: int | None = None, t_sched_ns: int | None = None,
-             body: tuple[bytes, int] | None = None) -> dict:
+             body: Body | None = None) -> dict:
         """Sends request `seq` (open loop: at `t_sched_ns`, which must be at most ~SPIN_NS
         away) and spools its record, whatever happens (cancellation included)."""
-        data, prompt_tokens = body if body is not None else self.bodies.next()
+        data, prompt_tokens, max_tokens = body if body is not None else self.bodies.next_body()
         rid = req_id(self.producer, seq)
-        rec = new_record(rid, self.producer, user_id, t_sched_ns, self.load.max_tokens, prompt_tokens)
+        rec = new_record(rid, self.producer, user_id, t_sched_ns, max_tokens, prompt_tokens)
         head = self.target.head(self.bodies.path, rid, len(data))
         me = gevent.getcurrent()
         self.inflight.add(me)  # (already there when started by `spawn_send`)
@@ -112,7 +119,7 @@ class Step:
             self._finish(rec)
         return rec
 
-    def spawn_send(self, pool: ConnectionPool, seq: int, t_sched_ns: int, body: tuple[bytes, int]) -> None:
+    def spawn_send(self, pool: ConnectionPool, seq: int, t_sched_ns: int, body: Body) -> None:
         """Open loop: `send` in a new greenlet, cancellable from this moment on."""
         self.inflight.add(gevent.spawn(self.send, pool, seq, None, t_sched_ns, body))
 
@@ -146,9 +153,17 @@ class Step:
 
     def end(self) -> None:
         try:
-            self.spool.write_meta({"event": "end", "t_ns": time.perf_counter_ns()})
+            self.spool.write_meta({"event": "end", "t_ns": time.perf_counter_ns(), "cpu_pct": self.cpu_pct(),
+                                   "sent": self.sent, "scheduled": self.scheduled})
         except OSError as exc:
             self.fail(f"cannot write the spool {self.spool.meta_path}: {exc}")
+
+    def cpu_pct(self) -> float | None:
+        """This process's CPU since t0, in % of one core: 100 * cpu seconds / wall seconds."""
+        if self.t0_ns is None:
+            return None
+        wall = (time.perf_counter_ns() - self.t0_ns) / 1e9
+        return round(100.0 * (time.process_time() - self._cpu0) / wall, 2) if wall > 0 else None
 
     def progress(self) -> tuple[float, int, int, int]:
         """(elapsed s since t0, sent, done, errors)."""

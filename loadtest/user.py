@@ -8,6 +8,7 @@ the load-generator process.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from gevent.event import Event
@@ -18,11 +19,13 @@ from loadtest.schedules import schedule_for
 from loadtest.step import SPIN_NS, Step
 
 CONN_ERROR_PAUSE_S = 0.1  # closed loop: pause after a request that could not connect
+OPEN_LOOP_PRIMED = 32  # open loop: keep-alive connections opened before t0
 
 
 class ClosedLoopUser(User):
     """One of `users` concurrent users: sends its next request as soon as the last one
-    ends, over its own keep-alive connection, from t0 until the step stops issuing."""
+    ends (or `think_time_s` after it), over its own keep-alive connection, from t0 until
+    the step stops issuing."""
 
     abstract = True
     step: Step
@@ -41,10 +44,13 @@ class ClosedLoopUser(User):
         if seq is None:
             park()
         rec = self.step.send(self.pool, seq, user_id=self.user_id)
+        pause = self.step.load.think_time_s  # the user reads the answer, then asks again
         if rec["status"] == "conn_error":
             # Recorded like any failure, but a dead target is not hammered in a tight loop
             # (thousands of refused connections a second would flood the spool).
-            self.step.stopped.wait(CONN_ERROR_PAUSE_S)
+            pause = max(pause, CONN_ERROR_PAUSE_S)
+        if pause:
+            self.step.stopped.wait(pause)
 
 
 class OpenLoopUser(User):
@@ -60,28 +66,37 @@ class OpenLoopUser(User):
     def on_start(self) -> None:
         # One shared pool: connections are reused when free and opened when all are busy.
         self.pool = self.step.target.pool(OPEN_LOOP_POOL, self.step.load.timeout_s)
-        prime(self.pool)
+        prime(self.pool, OPEN_LOOP_PRIMED)  # a connect (~ms on a busy target) would land in the lag
         self.step.ready += 1
         self.step.go.wait()
 
     @task
     def dispatch(self) -> None:
         step = self.step
-        for offset in schedule_for(step.load):
+        schedule = schedule_for(step.load, step.trace_t_s)
+        sent, pending = 0, []
+        for offset in schedule:
             t_sched = step.t0_ns + offset
-            body = step.bodies.next()  # built before the wait, so it is not part of the lateness
+            body = step.bodies.next_body()  # built before the wait, so it is not part of the lateness
             wake_s = (t_sched - SPIN_NS - time.perf_counter_ns()) / 1e9
             if wake_s > 0 and step.stopped.wait(wake_s):
+                pending = [offset]
                 break  # stopped (deadline, signal) while waiting
             seq = step.claim()
             if seq is None:
+                pending = [offset]
                 break
+            sent += 1
             step.spawn_send(self.pool, seq, t_sched, body)  # its greenlet spins to t_sched
         else:
             # Schedule exhausted: the step still lasts its full duration, so rates computed
             # over [t0, stop] are not inflated by an early stop.
             step.stopped.wait(max(0, step.deadline_ns - time.perf_counter_ns()) / 1e9)
         step.stop_issuing()
+        # For the self-check: how many arrivals the schedule held before the step stopped.
+        stop_offset = step.stop_ns - step.t0_ns
+        step.scheduled = sent + sum(1 for _ in itertools.takewhile(
+            lambda o: o < stop_offset, itertools.chain(pending, schedule)))
         park()
 
 

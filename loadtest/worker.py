@@ -29,6 +29,7 @@ from locust.env import Environment
 from pydantic import ValidationError
 
 from loadtest import spec as contract
+from loadtest import arrivals, traces
 from loadtest.client import Target, stream_request
 from loadtest.prompts import BodyFactory
 from loadtest.record import new_record
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = WorkerSpec.model_validate_json(Path(args.spec).read_bytes())
         target = Target(spec.target_url, _api_key(spec))
+        bodies, trace_t_s = _bodies(spec)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -70,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _fail(contract.EXIT_CRASH, f"cannot write the spool in {spec.spool_dir}: {exc}")
     with spool:
-        bodies = BodyFactory(spec.load, spec.builtin, spec.producer)
         step = Step(spec, target, bodies, spool)
+        step.trace_t_s = trace_t_s
         user_class = bind(ClosedLoopUser if spec.load.mode == "closed" else OpenLoopUser, step)
         env = Environment(user_classes=[user_class])
         step.on_record = locust_reporter(env, bodies.path)
@@ -88,10 +90,23 @@ def _api_key(spec: WorkerSpec) -> str | None:
     return key
 
 
+def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
+    """The body factory (lengths from the load's workload, trace rows included) and the
+    trace's arrival seconds (None without a trace)."""
+    load = spec.load
+    if not load.trace_path:
+        return BodyFactory(load, spec.builtin, spec.producer), None
+    trace = traces.read_trace(load.trace_path, load.trace_format)
+    first = arrivals.trace_first_row(trace.t_s, load.trace_start_s)
+    return BodyFactory(load, spec.builtin, spec.producer, trace, first), trace.t_s
+
+
 def warm_up(target: Target, spec: WorkerSpec) -> int:
     """One request shaped like the real ones (fewer output tokens), not recorded: it opens
     the server's cold paths before t0 and proves the target is there."""
-    load = spec.load.model_copy(update={"max_tokens": min(spec.load.max_tokens, WARMUP_MAX_TOKENS)})
+    load = spec.load.model_copy(update={
+        "max_tokens": min(spec.load.max_tokens, WARMUP_MAX_TOKENS), "workload": "fixed",
+        "prompt_tokens": max(1, min(spec.load.prompt_tokens, spec.load.max_context - WARMUP_MAX_TOKENS))})
     bodies = BodyFactory(load, spec.builtin, spec.producer + "-warmup")
     data, prompt_tokens = bodies.next()
     rid = f"{spec.producer}-warmup"

@@ -61,19 +61,27 @@ def serve(
     calibration: Annotated[bool, typer.Option(help="known-timing mode, no model")] = False,
     calib_ttft_ms: Annotated[float, typer.Option(help="calibration TTFT")] = 50.0,
     calib_itl_ms: Annotated[float, typer.Option(help="calibration inter-chunk gap")] = 10.0,
+    batching: Annotated[str, typer.Option(help="none, static or continuous")] = "none",
+    max_batch_size: Annotated[int, typer.Option(help="sequences decoded together")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
-    Example: servelab serve --port 0 --model small
+    Example: servelab serve --port 0 --model small --batching continuous --precision int8
     """
     from servelab.config import ServerConfig
+    from servelab.errors import UserError
 
     cfg = ServerConfig(host=host, port=port, model=model, device=device, precision=precision,
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
-                       calib_itl_ms=calib_itl_ms)
+                       calib_itl_ms=calib_itl_ms, batching=batching,
+                       max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     from serving.server import run_server
 
-    run_server(cfg)
+    try:
+        run_server(cfg)
+    except ValueError as exc:  # a setup the model cannot build, e.g. fp16 on cpu
+        raise UserError(str(exc)) from None
 
 
 @app.command()
@@ -81,7 +89,24 @@ def run(
     target: Annotated[str, typer.Option(help="'builtin' or an OpenAI-compatible base URL")] = "builtin",
     users: Annotated[int | None, typer.Option(help="closed loop: concurrent users")] = None,
     rate: Annotated[float | None, typer.Option(help="open loop: requests per second")] = None,
-    arrival: Annotated[str, typer.Option(help="open-loop arrivals: poisson or constant")] = "poisson",
+    arrival: Annotated[str | None, typer.Option(
+        help="open loop: poisson, constant, gamma, ramp, steps, trace (default: trace with --trace, else poisson)")] = None,
+    burstiness: Annotated[float, typer.Option(help="gamma arrivals: shape k, CV^2 = 1/k (1 = Poisson)")] = 1.0,
+    rate_end: Annotated[float | None, typer.Option(help="ramp arrivals: req/s at the end of the step")] = None,
+    rate_steps: Annotated[str | None, typer.Option(help='steps arrivals: "rate:seconds,...", e.g. 10:30,40:30')] = None,
+    think_time: Annotated[float, typer.Option(help="closed loop: seconds between a user's requests")] = 0.0,
+    trace: Annotated[str | None, typer.Option(help="Azure CSV, Mooncake JSONL or BurstGPT CSV trace")] = None,
+    trace_format: Annotated[str, typer.Option(help="auto, azure, mooncake, burstgpt")] = "auto",
+    time_scale: Annotated[float, typer.Option(help="trace: speed-up, 60 replays an hour in a minute")] = 1.0,
+    trace_start: Annotated[float, typer.Option(help="trace: skip this many trace seconds")] = 0.0,
+    workload: Annotated[str | None, typer.Option(
+        help="lengths: fixed, uniform, normal, lognormal, trace (default: trace with --trace)")] = None,
+    length_cv: Annotated[float, typer.Option(help="uniform/normal/lognormal: std / mean of lengths")] = 0.5,
+    max_context: Annotated[int, typer.Option(help="cap on prompt + output tokens per request")] = 2048,
+    output_cap: Annotated[int | None, typer.Option(help="cap on output tokens per request (any workload)")] = None,
+    calibration: Annotated[bool, typer.Option(help="built-in server: known-timing mode, no model")] = False,
+    calib_ttft_ms: Annotated[float, typer.Option(help="built-in server, calibration: TTFT")] = 50.0,
+    calib_itl_ms: Annotated[float, typer.Option(help="built-in server, calibration: chunk gap")] = 10.0,
     duration: Annotated[float, typer.Option(help="seconds of load")] = 10.0,
     max_requests: Annotated[int | None, typer.Option(help="stop after this many requests")] = None,
     max_tokens: Annotated[int, typer.Option(help="output tokens per request")] = 64,
@@ -91,25 +116,33 @@ def run(
     model: Annotated[str, typer.Option(help="built-in server's model size")] = "small",
     endpoint: Annotated[str, typer.Option(help="completions or chat")] = "completions",
     label: Annotated[str | None, typer.Option(help="a name for the run")] = None,
+    batching: Annotated[str, typer.Option(help="built-in server: none, static or continuous")] = "none",
+    max_batch_size: Annotated[int, typer.Option(help="built-in server: sequences decoded together")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="built-in server: static batch fill wait")] = 5.0,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Run load against a target, store every request, print the summary.
 
     Example: servelab run --target builtin --rate 4 --duration 20 --slo "ttft_p99<=500ms"
-    """
-    from servelab.config import LoadConfig, RunConfig, ServerConfig
-    from servelab.errors import UserError
 
-    if users is not None and rate is not None:
-        raise UserError("give either --users (closed loop) or --rate (open loop), not both")
-    load = LoadConfig(
-        mode="open" if rate is not None else "closed", users=users or 1, rate=rate,
-        arrival=arrival, duration_s=duration, max_requests=max_requests, max_tokens=max_tokens,
-        prompt_tokens=prompt_tokens, warmup_s=warmup, endpoint=endpoint,
+    Trace replay: servelab run --trace data/traces/AzureLLMInferenceTrace_conv.csv --time-scale 60 --duration 60
+    """
+    from servelab.config import RunConfig, ServerConfig
+
+    from servelab.load_flags import build_load
+
+    load = build_load(
+        users, rate, arrival, trace, workload, rate_steps, burstiness=burstiness, rate_end=rate_end,
+        think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
+        trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
+        max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
+        endpoint=endpoint,
     )
-    cfg = RunConfig(target=target, label=label, load=load, server=ServerConfig(model=model),
-                    slo=_slo(slo) or [])
+    server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
+                          max_wait_ms=max_wait_ms, calibration=calibration,
+                          calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms)
+    cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [])
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))

@@ -32,6 +32,12 @@ class ServerConfig(_Model):
     max_tokens_limit: int = Field(4096, ge=1, description="largest max_tokens accepted")
     max_body_bytes: int = Field(4 << 20, ge=1024, description="larger request bodies get 413")
     seed: int = 0
+    # Batching: "none" serves one request at a time; "static" waits up to max_wait_ms to
+    # fill a batch, then runs it to completion; "continuous" lets requests join and leave
+    # the running batch at every decode step.
+    batching: Literal["none", "static", "continuous"] = "none"
+    max_batch_size: int = Field(8, ge=1, le=1024, description="sequences decoded together")
+    max_wait_ms: float = Field(5.0, ge=0, le=60_000, description="static: wait to fill a batch")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
@@ -39,19 +45,44 @@ class ServerConfig(_Model):
     calib_log: str | None = Field(None, description="JSONL file of true send times")
 
 
+Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]
+Workload = Literal["fixed", "uniform", "normal", "lognormal", "trace"]
+TraceFormat = Literal["auto", "azure", "mooncake", "burstgpt"]
+
+
 class LoadConfig(_Model):
-    """How load is offered to the target during one step."""
+    """How load is offered to the target during one step.
+
+    Arrivals (open loop): `poisson`/`constant` at `rate`; `gamma` at `rate` with shape
+    `burstiness` (CV^2 = 1/burstiness); `ramp` from `rate` to `rate_end`; `steps` through
+    `rate_steps` [(rate, seconds), ...]; `trace` at the timestamps of `trace_path` divided
+    by `time_scale`. Lengths per request come from `workload` (see loadtest/workload.py),
+    each capped so prompt + output <= `max_context`.
+    """
 
     mode: Literal["closed", "open"] = "closed"
     users: int = Field(1, ge=1, le=100_000, description="closed loop: concurrent users")
     rate: float | None = Field(None, gt=0, description="open loop: requests per second")
-    arrival: Literal["poisson", "constant"] = "poisson"
+    arrival: Arrival = "poisson"
+    burstiness: float = Field(1.0, gt=0, le=1000, description="gamma shape k: CV^2 = 1/k, 1 = Poisson")
+    rate_end: float | None = Field(None, gt=0, description="ramp: requests per second at the end")
+    rate_steps: list[tuple[float, float]] | None = Field(None, description="steps: [(rate, seconds), ...]")
+    think_time_s: float = Field(0.0, ge=0, description="closed loop: pause between a user's requests")
     duration_s: float = Field(10.0, gt=0, le=7 * 24 * 3600)
     max_requests: int | None = Field(None, ge=1)
     warmup_s: float | None = Field(None, ge=0, description="default: 10% of duration")
     drain_s: float = Field(30.0, ge=0, description="wait for in-flight requests after the step")
     max_tokens: int = Field(64, ge=1)
     prompt_tokens: int = Field(128, ge=1)
+    workload: Workload = "fixed"
+    length_cv: float = Field(0.5, ge=0, le=10, description="uniform/normal/lognormal: std / mean")
+    max_context: int = Field(2048, ge=2, description="cap: prompt + output tokens per request")
+    output_cap: int | None = Field(None, ge=1, description="cap: output tokens per request (any workload)")
+    trace_path: str | None = Field(None, description="Azure CSV, Mooncake JSONL or BurstGPT CSV")
+    trace_format: TraceFormat = "auto"
+    time_scale: float = Field(1.0, gt=0, le=1e6, description="trace: 60 replays an hour in a minute")
+    trace_start_s: float = Field(0.0, ge=0, description="trace: skip this many trace seconds")
+    block_tokens: int = Field(512, ge=1, description="trace hash_ids: tokens per shared block")
     prompt_format: Literal["auto", "text", "token_ids"] = "auto"
     endpoint: Literal["completions", "chat"] = "completions"
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
@@ -61,9 +92,29 @@ class LoadConfig(_Model):
 
     @model_validator(mode="after")
     def _mode_matches(self) -> LoadConfig:
-        if self.mode == "open" and self.rate is None:
-            raise ValueError("open-loop load needs a rate (requests per second)")
+        problem = self._problem()
+        if problem:
+            raise ValueError(problem)
         return self
+
+    def _problem(self) -> str | None:
+        """The first inconsistency between fields, as one line, or None."""
+        needs_rate = self.arrival not in ("trace", "steps")
+        if self.mode == "open" and needs_rate and self.rate is None:
+            return "open-loop load needs a rate (requests per second)"
+        if self.mode == "closed" and self.arrival in ("trace", "steps", "ramp", "gamma"):
+            return f"{self.arrival} arrivals are open-loop: give a rate or use mode=open"
+        if self.mode == "open" and self.think_time_s:
+            return "think time is for closed-loop users, not open-loop arrivals"
+        if self.arrival == "ramp" and self.rate_end is None:
+            return "a ramp needs rate_end (requests per second at the end of the step)"
+        if self.arrival == "steps" and not self.rate_steps:
+            return "steps arrivals need rate_steps: [(rate, seconds), ...]"
+        if self.rate_steps and any(r < 0 or s <= 0 for r, s in self.rate_steps):
+            return "rate_steps: each rate must be >= 0 and each duration > 0 seconds"
+        if "trace" in (self.arrival, self.workload) and not self.trace_path:
+            return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
+        return None
 
     @property
     def warmup(self) -> float:
@@ -78,6 +129,20 @@ class SLOTerm(_Model):
     threshold_ms: float = Field(gt=0)
 
 
+class SamplerConfig(_Model):
+    """What is recorded beside a run: GPU (NVML), host (psutil), a torch-profiler window."""
+
+    enabled: bool = Field(True, description="run the sampler process beside the load")
+    gpu: Literal["auto", "off", "simulated"] = Field(
+        "auto", description="auto: NVML if a GPU is there, else off (never simulated silently)")
+    gpu_hz: float = Field(10.0, gt=0, le=100, description="NVML refreshes power every ~100 ms")
+    host_hz: float = Field(2.0, gt=0, le=100)
+    device_indices: list[int] | None = Field(None, description="GPU indices; None = all")
+    torch_profile_s: float | None = Field(None, gt=0, description="torch-profiler window length")
+    torch_profile_at_s: float | None = Field(
+        None, ge=0, description="window start, seconds into the step; None = when warm-up ends")
+
+
 class RunConfig(_Model):
     """Everything that defines one run; stored, resolved, with the run."""
 
@@ -86,3 +151,4 @@ class RunConfig(_Model):
     load: LoadConfig = Field(default_factory=LoadConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     slo: list[SLOTerm] = Field(default_factory=list)
+    profile: SamplerConfig = Field(default_factory=SamplerConfig)

@@ -26,20 +26,32 @@ def _num(v, digits: int = 2) -> str:
     return f"{v:,}"
 
 
+def shown_status(status: str | None, self_check: str | None) -> str:
+    """The run status, flagged when its load generator failed its own self-check."""
+    return f"{status} (self-check failed)" if self_check == "failed" else str(status)
+
+
+def _load(r: dict) -> str:
+    if r.get("mode") == "closed":
+        return f"{r.get('users')} users"
+    return f"{r.get('rate')} req/s" if r.get("rate") is not None else str(r.get("arrival") or "-")
+
+
 def runs_table(rows: list[dict]) -> Table:
     table = Table(title="runs")
     for col in ("run_id", "status", "started_at", "target", "label", "load", "requests"):
         table.add_column(col)
     for r in rows:
-        load = f"{r.get('users')} users" if r.get("mode") == "closed" else f"{r.get('rate')} req/s"
-        table.add_row(r["run_id"], r["status"], str(r.get("started_at") or "-"),
-                      str(r.get("target") or "-"), r.get("label") or "", load,
+        table.add_row(r["run_id"], shown_status(r["status"], r.get("self_check")),
+                      str(r.get("started_at") or "-"), str(r.get("target") or "-"), r.get("label") or "", _load(r),
                       _num(r.get("requests")))
     return table
 
 
 def summary_tables(s: dict) -> list[Table]:
-    head = Table(title=f"run {s['run_id']} ({s['status']})", show_header=False)
+    check = s.get("self_check") or {}
+    verdict = None if not check else ("passed" if check.get("passed") else "failed")
+    head = Table(title=f"run {s['run_id']} ({shown_status(s['status'], verdict)})", show_header=False)
     head.add_column("field")
     head.add_column("value")
     for key in ("target", "label", "requests", "measured_requests", "errors", "error_rate",
@@ -49,6 +61,9 @@ def summary_tables(s: dict) -> list[Table]:
     if s.get("slo"):
         head.add_row("slo", ", ".join(s["slo"]))
         head.add_row("slo_met", "yes" if s.get("slo_met") else "no")
+    if check:
+        reasons = "; ".join(check.get("reasons") or [])
+        head.add_row("self_check", "passed" if check.get("passed") else f"FAILED: {reasons}")
     lat = Table(title="latency (ms)")
     lat.add_column("metric")
     for q in QUANTILES:

@@ -19,7 +19,8 @@ from servelab import __version__
 from servelab.config import RunConfig
 from servelab.errors import UserError
 from servelab.procs import spawn, stop
-from servelab.targets import builtin_server, normalize_url
+from servelab.sampling import StepProbes
+from servelab.targets import Target, builtin_server, normalize_url
 from store import ingest, runs
 
 Progress = Callable[[dict], None]
@@ -41,13 +42,13 @@ def host_info() -> dict:
 
 
 @contextlib.contextmanager
-def open_target(cfg: RunConfig) -> Iterator[str]:
-    """Yields the base URL of the run's target, starting the built-in server if asked."""
+def open_target(cfg: RunConfig) -> Iterator[Target]:
+    """Yields the run's Target (`.url`, and `.pid` of the built-in server), starting it if asked."""
     if cfg.target == "builtin":
-        with builtin_server(cfg.server) as url:
-            yield url
+        with builtin_server(cfg.server) as target:
+            yield target
     else:
-        yield normalize_url(cfg.target)
+        yield Target(normalize_url(cfg.target))
 
 
 def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = None) -> str:
@@ -78,6 +79,10 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
         finally:
             ingest.ingest_step(store_path, run_id, 0)
             runs.finish_run(store_path, run_id, status, error)
+    if status == "completed":
+        from servelab.results import record_self_check
+
+        record_self_check(store_path, run_id)
     return run_id
 
 
@@ -89,7 +94,8 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
     spool = runs.spool_dir(store_path, run_id, step)
     if on_progress and cfg.target == "builtin":
         on_progress({"note": f"starting the built-in server ({cfg.server.model} model)"})
-    with open_target(cfg) as url:
+    with open_target(cfg) as target:
+        url = target.url
         spec = {
             "run_id": run_id,
             "step": step,
@@ -101,7 +107,12 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         }
         spec_path = Path(spool) / "spec-w0.json"
         spec_path.write_text(json.dumps(spec))
-        rc, err = _run_worker(spec_path, lock_fd, on_progress)
+        probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
+                            load.duration_s, lock_fd, on_progress, warmup_s=load.warmup)
+        try:
+            rc, err = _run_worker(spec_path, lock_fd, probes.relay, on_spawn=probes.start)
+        finally:
+            probes.finish()
     if rc == EXIT_UNREACHABLE:
         raise UserError(err or f"cannot reach {url}")
     if rc == 0:
@@ -111,8 +122,11 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
     raise UserError(f"the load generator failed (exit {rc}): {err}")
 
 
-def _run_worker(spec_path: Path, lock_fd: int, on_progress: Progress | None) -> tuple[int, str]:
-    """Runs the Locust worker process; relays its progress lines; returns (rc, last stderr)."""
+def _run_worker(spec_path: Path, lock_fd: int, on_progress: Progress | None,
+                on_spawn: Callable[[int], None] | None = None) -> tuple[int, str]:
+    """Runs the Locust worker process; relays its progress lines; returns (rc, last stderr).
+
+    `on_spawn(pid)` runs right after the worker starts (the samplers watch its pid)."""
     # The lock's file descriptor is inherited, so the run stays locked while the worker lives
     # even if this process is killed.
     proc = spawn(["-m", "loadtest.worker", "--spec", str(spec_path)], pass_fds=(lock_fd,),
@@ -120,6 +134,8 @@ def _run_worker(spec_path: Path, lock_fd: int, on_progress: Progress | None) -> 
     err_tail: deque[str] = deque(maxlen=5)
     threading.Thread(target=lambda: err_tail.extend(proc.stderr), daemon=True).start()
     try:
+        if on_spawn:
+            on_spawn(proc.pid)
         for line in proc.stdout:
             if on_progress and line.startswith("{"):
                 with contextlib.suppress(ValueError):

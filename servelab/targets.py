@@ -9,6 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from servelab.config import ServerConfig
@@ -33,14 +34,22 @@ def normalize_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """A run's target: its base URL, and the server's pid when servelab launched it."""
+
+    url: str
+    pid: int | None = None
+
+
 def _drain(stream, sink: deque) -> None:
     for line in stream:
         sink.append(line.rstrip("\n"))
 
 
 @contextlib.contextmanager
-def builtin_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iterator[str]:
-    """Run `python -m serving` with `cfg` for the duration of the block; yields its base URL."""
+def builtin_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iterator[Target]:
+    """Run `python -m serving` with `cfg` for the duration of the block; yields its Target."""
     proc = spawn(
         ["-m", "serving", "--config-json", cfg.model_dump_json()],
         stdout=subprocess.PIPE,
@@ -52,7 +61,7 @@ def builtin_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iterato
     try:
         url = _wait_ready(proc, err_tail, start_timeout_s)
         threading.Thread(target=_drain, args=(proc.stdout, deque(maxlen=1)), daemon=True).start()
-        yield url
+        yield Target(url, proc.pid)
     finally:
         stop(proc)
 

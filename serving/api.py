@@ -1,7 +1,8 @@
 """The HTTP API: an OpenAI-compatible FastAPI app over one backend (engine or calibration).
 
 Routes: POST /v1/completions, POST /v1/chat/completions (streaming and not),
-GET /v1/models, GET /health, GET /metrics. Request bodies and headers are never logged.
+GET /v1/models, GET /health, GET /metrics, and the torch-profiler window
+(POST /v1/profiler/start, /v1/profiler/stop: serving/profiler.py). Request bodies and headers are never logged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from serving import prompts, schemas
 from serving.errors import ApiError
 from serving.generation import Backend, Generation
 from serving.metrics import ServerMetrics
+from serving.profiler import profiler_router
 from serving.responses import SSE_DONE, ObjectFactory, sse, timing_headers, usage
 from serving.stream import TimedSSEResponse, run_unless_disconnected
 
@@ -72,6 +74,7 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    app.include_router(profiler_router())
     return app
 
 

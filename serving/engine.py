@@ -1,4 +1,7 @@
-"""The engine: one worker thread runs generations one at a time, in arrival (FIFO) order.
+"""The engine: one worker thread runs generations in arrival (FIFO) order.
+
+With `batching="none"` it runs them one at a time (below); with "static" or "continuous"
+the same thread runs `serving.batching.BatchLoop`, which decodes many at once.
 
 The worker runs the model outside the event loop (torch releases the GIL inside ops, so
 the loop keeps streaming other responses) and hands each token to its request's asyncio
@@ -49,10 +52,12 @@ class Engine:
         torch.set_num_threads(cfg.threads)
         self.model = build_model(cfg.model, cfg.max_context, cfg.device, cfg.precision, cfg.seed)
         self.params = self.model.param_count()
-        # One request at a time, so one cache, reused: each request overwrites from position 0.
-        self.cache = self.model.new_cache(batch=1)
+        # One row per running request, reused: each request overwrites its row from position 0.
+        self.batched = cfg.batching != "none"
+        self.cache = self.model.new_cache(batch=cfg.max_batch_size if self.batched else 1)
         self.banned = ~sampling.allowed_mask(cfg.device)
-        self._jobs: queue.Queue[EngineGeneration | None] = queue.Queue()
+        self.jobs: queue.Queue[EngineGeneration | None] = queue.Queue()
+        self.closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._current: EngineGeneration | None = None
         self._warm_up()
@@ -63,27 +68,39 @@ class Engine:
             self.model(torch.tensor([[tokenizer.BOS] * 8], device=self.cfg.device), self.cache, 0)
             for pos in range(8, 12):
                 self.model(torch.tensor([[65]], device=self.cfg.device), self.cache, pos)
+            if self.batched:  # the per-row-position decode path, at full batch
+                b = self.cfg.max_batch_size
+                tokens = torch.full((b, 1), 65, device=self.cfg.device)
+                for pos in range(8, 12):
+                    self.model(tokens, self.cache, torch.full((b,), pos, device=self.cfg.device))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._work, name="servelab-engine", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self.closing.set()  # the batch loop aborts its rows at the next step
         current = self._current
         if current is not None:
             current.cancel()  # shutting down: stop at the next decode step
-        self._jobs.put(None)
+        self.jobs.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def submit(self, request: GenRequest) -> EngineGeneration:
         gen = EngineGeneration(request, asyncio.get_running_loop())
-        self._jobs.put(gen)
+        self.jobs.put(gen)
         return gen
 
     def _work(self) -> None:
         torch.set_num_threads(self.cfg.threads)  # per thread under OpenMP
-        while (gen := self._jobs.get()) is not None:
+        if self.batched:
+            from serving.batching import BatchLoop
+
+            with torch.inference_mode():
+                BatchLoop(self).run()
+            return
+        while (gen := self.jobs.get()) is not None:
             if gen.cancelled:
                 continue  # its client is gone and nobody reads its queue
             self._current = gen

@@ -49,7 +49,8 @@ class Timings:
     queue_ms: float = 0.0
     prefill_ms: float = 0.0
     decode_ms: float = 0.0
-    batch_size: int = 1
+    batch_size: int = 1  # largest decode batch the request was part of, itself included
+    batch_mean: float = 1.0  # mean decode batch over its decode steps
     cache: str = "miss"
 
     def as_dict(self, prompt_tokens: int, output_tokens: int) -> dict:
@@ -58,6 +59,7 @@ class Timings:
             "prefill_ms": round(self.prefill_ms, 3),
             "decode_ms": round(self.decode_ms, 3),
             "batch_size": self.batch_size,
+            "batch_mean": round(self.batch_mean, 2),
             "cache": self.cache,
             "prompt_tokens": prompt_tokens,
             "output_tokens": output_tokens,

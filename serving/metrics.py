@@ -7,6 +7,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Seconds; covers a 1 ms calibration gap up to a minutes-long CPU generation.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServerMetrics:
@@ -22,6 +23,8 @@ class ServerMetrics:
         self.queue = Histogram("servelab_queue_seconds", "Wait before generation starts", buckets=_BUCKETS, registry=r)
         self.prefill = Histogram("servelab_prefill_seconds", "Prompt processing and first token", buckets=_BUCKETS, registry=r)
         self.decode = Histogram("servelab_decode_seconds", "First to last token", buckets=_BUCKETS, registry=r)
+        self.batch = Histogram("servelab_batch_size", "Largest decode batch of each finished request",
+                               buckets=_BATCH_BUCKETS, registry=r)
         self.ttft = Histogram("servelab_ttft_seconds", "Request received to first chunk sent", buckets=_BUCKETS, registry=r)
 
     def count(self, endpoint: str, status: int) -> None:
@@ -37,6 +40,7 @@ class ServerMetrics:
         self.queue.observe(timings["queue_ms"] / 1e3)
         self.prefill.observe(timings["prefill_ms"] / 1e3)
         self.decode.observe(timings["decode_ms"] / 1e3)
+        self.batch.observe(timings["batch_size"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

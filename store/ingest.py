@@ -175,6 +175,25 @@ def step_bounds(spool: Spool) -> dict[str, Any]:
             "status": "completed" if complete else "interrupted"}
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def client_figures(spool: Spool) -> dict[str, Any]:
+    """What the load producers reported about themselves in their stop/end events:
+    client_cpu_pct (max over producers and over both events: issuing, and issuing plus
+    drain), scheduled and capped (sums over producers, the last event saying; None if none did)."""
+    cpu, scheduled, capped = [], [], []
+    for events in spool.meta.values():
+        said = [e for e in events if e.get("event") in ("stop", "end")]
+        cpu.extend(e["cpu_pct"] for e in said if _number(e.get("cpu_pct")))
+        for key, out in (("scheduled", scheduled), ("capped", capped)):
+            values = [e[key] for e in said if _number(e.get(key))]
+            out.extend(values[-1:])
+    return {"client_cpu_pct": max(cpu) if cpu else None, "scheduled": sum(scheduled) if scheduled else None,
+            "capped": sum(capped) if capped else None}
+
+
 def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
     """Replace one step's rows and update its step row, inside the caller's transaction."""
     bounds = step_bounds(spool)
@@ -195,6 +214,9 @@ def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
         " wall_start_ns = coalesce(?, wall_start_ns), status = ? WHERE run_id = ? AND step = ?",
         [bounds["t_start_ns"], bounds["t_end_ns"], bounds["wall_start_ns"], bounds["status"], run_id, step],
     )
+    client = client_figures(spool)
+    con.execute("UPDATE steps SET client_cpu_pct = ?, scheduled = ?, capped = ? WHERE run_id = ? AND step = ?",
+                [client["client_cpu_pct"], client["scheduled"], client["capped"], run_id, step])
     return bounds
 
 

@@ -18,9 +18,9 @@ from store.ingest import REQUEST_COLUMNS
 from store.schema import StoreError, connect_read
 
 _RUN_COLUMNS = ("run_id", "status", "created_at", "started_at", "ended_at", "target", "label",
-                "config", "host", "version", "error")
+                "config", "host", "version", "error", "self_check")
 _STEP_COLUMNS = ("run_id", "step", "mode", "users", "rate", "duration_s", "warmup_s",
-                 "t_start_ns", "t_end_ns", "wall_start_ns", "status")
+                 "t_start_ns", "t_end_ns", "wall_start_ns", "status", "client_cpu_pct", "scheduled", "capped")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -38,6 +38,7 @@ def _run_dict(row: tuple) -> dict[str, Any]:
         run[key] = _iso(run[key])
     run["config"] = _json(run["config"]) or {}
     run["host"] = _json(run["host"])
+    run["self_check"] = _json(run["self_check"])
     return run
 
 
@@ -62,8 +63,14 @@ def list_runs(path: str | Path) -> list[dict[str, Any]]:
             "target": run["target"], "label": run["label"],
             "requests": int(row[-2]), "steps": int(row[-1]),
             "mode": load.get("mode"), "users": load.get("users"), "rate": load.get("rate"),
+            "arrival": load.get("arrival"), "self_check": _verdict(run["self_check"]),
         })
     return runs
+
+
+def _verdict(check: dict[str, Any] | None) -> str | None:
+    """`passed`, `failed`, or None for a run without a self-check (older, or not finished)."""
+    return None if not check else ("passed" if check.get("passed") else "failed")
 
 
 def get_run(path: str | Path, run_id: str) -> dict[str, Any]:

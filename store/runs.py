@@ -122,6 +122,12 @@ def finish_run(path: str | Path, run_id: str, status: str, error: str | None = N
     remove_empty_spool(path, run_id)
 
 
+def set_self_check(path: str | Path, run_id: str, check: dict[str, Any]) -> None:
+    """Store the run's self-check verdict (analysis/selfcheck.py) as JSON on its run row."""
+    with connect_write(path) as con:
+        con.execute("UPDATE runs SET self_check = ? WHERE run_id = ?", [json.dumps(check), run_id])
+
+
 def try_lock(lock_path: Path, create: bool) -> int | None:
     """A file descriptor holding an exclusive flock on lock_path, or None if someone holds it."""
     flags = os.O_RDWR | (os.O_CREAT if create else 0)

@@ -55,8 +55,27 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
             cpu_pct DOUBLE, rss_bytes BIGINT, pid INTEGER, role TEXT)""")
 
 
+def _m002_operators(con: duckdb.DuckDBPyConnection) -> None:
+    """Top operators of a step's torch-profiler window (store/profiles.py), rank 1 = most self time."""
+    con.execute("""
+        CREATE TABLE operators (
+            run_id TEXT, step INTEGER, rank INTEGER, name TEXT, calls BIGINT,
+            self_cpu_us DOUBLE, self_cuda_us DOUBLE, cpu_total_us DOUBLE,
+            cuda_total_us DOUBLE, window_s DOUBLE, trace_path TEXT,
+            PRIMARY KEY (run_id, step, rank))""")
+
+
+def _m003_self_check(con: duckdb.DuckDBPyConnection) -> None:
+    """The load generator's self-check (analysis/selfcheck.py): per step what the worker
+    reported about itself, per run the verdict."""
+    con.execute("ALTER TABLE runs ADD COLUMN self_check JSON")
+    con.execute("ALTER TABLE steps ADD COLUMN client_cpu_pct DOUBLE")
+    con.execute("ALTER TABLE steps ADD COLUMN scheduled BIGINT")
+    con.execute("ALTER TABLE steps ADD COLUMN capped BIGINT")
+
+
 # Append only; never edit or reorder a migration that has shipped.
-MIGRATIONS = [_m001_initial]
+MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check]
 
 
 def utcnow() -> datetime:

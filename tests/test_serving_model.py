@@ -78,8 +78,9 @@ def test_bf16_runs_on_cpu():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"name": "huge"}, "unknown model size"),
-    ({"precision": "fp16"}, "not yet supported"),
-    ({"precision": "int8"}, "not yet supported"),
+    ({"precision": "fp16"}, "fp16 needs device cuda"),
+    ({"precision": "int8", "device": "cuda"}, "int8 is cpu-only"),
+    ({"precision": "fp8"}, "unknown precision"),
 ])
 def test_unsupported_setups_raise_clear_value_errors(kwargs, message):
     args = {"name": "tiny", "max_len": 16, **kwargs}

@@ -16,13 +16,13 @@ EXPECTED = {
         ("run_id", "VARCHAR"), ("status", "VARCHAR"), ("created_at", "TIMESTAMP"),
         ("started_at", "TIMESTAMP"), ("ended_at", "TIMESTAMP"), ("target", "VARCHAR"),
         ("label", "VARCHAR"), ("config", "JSON"), ("host", "JSON"), ("version", "VARCHAR"),
-        ("error", "VARCHAR"),
+        ("error", "VARCHAR"), ("self_check", "JSON"),
     ],
     "steps": [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("mode", "VARCHAR"), ("users", "INTEGER"),
         ("rate", "DOUBLE"), ("duration_s", "DOUBLE"), ("warmup_s", "DOUBLE"),
         ("t_start_ns", "BIGINT"), ("t_end_ns", "BIGINT"), ("wall_start_ns", "BIGINT"),
-        ("status", "VARCHAR"),
+        ("status", "VARCHAR"), ("client_cpu_pct", "DOUBLE"), ("scheduled", "BIGINT"), ("capped", "BIGINT"),
     ],
     "requests": [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("req_id", "VARCHAR"), ("producer", "VARCHAR"),
@@ -41,6 +41,12 @@ EXPECTED = {
         ("mem_clock_mhz", "DOUBLE"), ("temp_c", "DOUBLE"), ("throttle_reasons", "BIGINT"),
         ("proc_gpu_mem_bytes", "BIGINT"), ("cpu_pct", "DOUBLE"), ("rss_bytes", "BIGINT"),
         ("pid", "INTEGER"), ("role", "VARCHAR"),
+    ],
+    "operators": [
+        ("run_id", "VARCHAR"), ("step", "INTEGER"), ("rank", "INTEGER"), ("name", "VARCHAR"),
+        ("calls", "BIGINT"), ("self_cpu_us", "DOUBLE"), ("self_cuda_us", "DOUBLE"),
+        ("cpu_total_us", "DOUBLE"), ("cuda_total_us", "DOUBLE"), ("window_s", "DOUBLE"),
+        ("trace_path", "VARCHAR"),
     ],
     "_migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
 }
@@ -67,7 +73,7 @@ def test_primary_keys(tmp_path):
             "SELECT table_name, constraint_column_names FROM duckdb_constraints()"
             " WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name").fetchall()
     assert [(t, list(c)) for t, c in pks] == [
-        ("_migrations", ["name"]), ("requests", ["run_id", "req_id"]),
+        ("_migrations", ["name"]), ("operators", ["run_id", "step", "rank"]), ("requests", ["run_id", "req_id"]),
         ("runs", ["run_id"]), ("steps", ["run_id", "step"])]
 
 
@@ -76,7 +82,8 @@ def test_migrations_are_recorded_once(tmp_path):
     for _ in range(3):
         with connect_write(path) as con:
             rows = con.execute("SELECT name FROM _migrations").fetchall()
-    assert rows == [("m001_initial",)]
+    assert rows[:2] == [("m001_initial",), ("m002_operators",)]
+    assert rows == [(fn.__name__.lstrip("_"),) for fn in schema.MIGRATIONS]
     with connect_write(path) as con:
         assert schema.migrate(con) == []
 
@@ -85,16 +92,16 @@ def test_a_new_migration_is_applied_once_in_order(tmp_path, monkeypatch):
     path = tmp_path / "s.duckdb"
     connect_write(path).close()
 
-    def _m002_add_note(con):
+    def _m099_add_note(con):
         con.execute("ALTER TABLE runs ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, _m002_add_note])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, _m099_add_note])
     with connect_write(path) as con:
         names = [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()]
-        assert names == ["m001_initial", "m002_add_note"]
+        assert names == [fn.__name__.lstrip("_") for fn in schema.MIGRATIONS]
         assert _columns(con, "runs")[-1] == ("note", "VARCHAR")
     with connect_write(path) as con:  # re-opening does not re-run it (ALTER would fail)
-        assert con.execute("SELECT count(*) FROM _migrations").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM _migrations").fetchone() == (len(schema.MIGRATIONS),)
 
 
 def test_connect_read_missing_file(tmp_path):

@@ -1,0 +1,111 @@
+"""The load generator's self-check: can this run's client-side numbers be trusted?
+
+A run passes when the client kept up with what it was asked to do. Checks (each fails with
+one reason line; a check with nothing to judge is None and does not fail):
+
+- client CPU: the worker's own process CPU over the step, in % of one core
+  (100 * process CPU seconds / wall seconds), max over steps: fails above 90.
+  A saturated client delays its own sends and its chunk timestamps.
+- schedule lag (open loop): lag = t_send - t_sched over every request that was sent;
+  fails when p99 > 10 ms.
+- achieved / requested (open loop): requests sent / arrivals the schedule held before the
+  step stopped (the worker counts them: `scheduled`); fails when |ratio - 1| > 1%.
+- token mismatch: fraction of ok requests whose server `usage` disagrees with the client's
+  own count: output tokens (usage.completion_tokens vs content chunks), and prompt tokens
+  when the client's count is exact (token-id prompts); fails above 1%.
+
+Pure: no I/O. Percentiles as in `analysis.stats`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.records import as_records, field
+from analysis.stats import percentile
+
+THRESHOLDS = {"client_cpu_pct": 90.0, "schedule_lag_p99_ms": 10.0, "rate_error": 0.01,
+              "token_mismatch_frac": 0.01}
+_COLUMNS = ("t_sched_ns", "t_send_ns", "status", "output_tokens", "output_tokens_client",
+            "prompt_tokens", "prompt_tokens_client")
+
+
+def schedule_lags_ms(records: list[dict[str, Any]]) -> np.ndarray:
+    """t_send - t_sched in ms for every open-loop request that was sent (not cancelled unsent)."""
+    lags = [(r["t_send_ns"] - r["t_sched_ns"]) / 1e6 for r in records
+            if r.get("t_sched_ns") is not None and r.get("t_send_ns") is not None
+            and r.get("status") != "cancelled"]
+    return np.array(lags, dtype=np.float64)
+
+
+def token_mismatch_frac(records: list[dict[str, Any]], exact_prompt: bool) -> float | None:
+    """Fraction of ok requests with server usage whose counts differ from the client's.
+
+    Formula: mismatched / judged, judged = ok requests that carry usage.completion_tokens.
+    """
+    judged = mismatched = 0
+    for r in records:
+        if r.get("status") != "ok" or r.get("output_tokens") is None:
+            continue
+        judged += 1
+        bad = r["output_tokens"] != r.get("output_tokens_client")
+        if exact_prompt and r.get("prompt_tokens") is not None:
+            bad = bad or r["prompt_tokens"] != r.get("prompt_tokens_client")
+        mismatched += bad
+    return mismatched / judged if judged else None
+
+
+def achieved_over_requested(steps: list[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
+    """Open loop: requests sent / arrivals scheduled before stop, over all open steps.
+
+    Formula: sum(sent_k) / sum(scheduled_k); sent = records with a t_sched_ns.
+    """
+    open_steps = [s for s in steps if field(s, "mode") == "open"]
+    scheduled = [field(s, "scheduled") for s in open_steps]
+    if not open_steps or any(n is None for n in scheduled) or not sum(scheduled):
+        return None
+    sent = sum(1 for r in records if r.get("t_sched_ns") is not None)
+    return sent / sum(scheduled)
+
+
+def _max(values: Iterable[Any]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
+
+
+def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: list[Mapping[str, Any]],
+               exact_prompt: bool = False, thresholds: Mapping[str, float] = THRESHOLDS) -> dict[str, Any]:
+    """The `self_check` object of a run summary: the figures, `passed` and `reasons`."""
+    records = as_records(requests, _COLUMNS)
+    lags = schedule_lags_ms(records)
+    out = {
+        "client_cpu_pct_max": _max(field(s, "client_cpu_pct") for s in steps),
+        "schedule_lag_p50_ms": percentile(lags, 50),
+        "schedule_lag_p99_ms": percentile(lags, 99),
+        "achieved_over_requested": achieved_over_requested(steps, records),
+        "usage_vs_client_token_mismatch_frac": token_mismatch_frac(records, exact_prompt),
+        "capped_requests": _max(field(s, "capped") for s in steps),
+    }
+    reasons = _reasons(out, thresholds)
+    return {**out, "passed": not reasons, "reasons": reasons, "thresholds": dict(thresholds)}
+
+
+def _reasons(c: Mapping[str, Any], t: Mapping[str, float]) -> list[str]:
+    reasons = []
+    if c["client_cpu_pct_max"] is not None and c["client_cpu_pct_max"] > t["client_cpu_pct"]:
+        reasons.append(f"client CPU {c['client_cpu_pct_max']:.0f}% of a core > {t['client_cpu_pct']:.0f}%:"
+                       " the load generator was saturated")
+    if c["schedule_lag_p99_ms"] is not None and c["schedule_lag_p99_ms"] > t["schedule_lag_p99_ms"]:
+        reasons.append(f"schedule lag p99 {c['schedule_lag_p99_ms']:.1f} ms > {t['schedule_lag_p99_ms']:g} ms")
+    ratio = c["achieved_over_requested"]
+    if ratio is not None and abs(ratio - 1) > t["rate_error"]:
+        reasons.append(f"achieved/requested rate {ratio:.3f} is off by more than {t['rate_error']:.0%}")
+    mism = c["usage_vs_client_token_mismatch_frac"]
+    if mism is not None and mism > t["token_mismatch_frac"]:
+        reasons.append(f"{mism:.1%} of requests: server usage != client token count"
+                       f" (> {t['token_mismatch_frac']:.0%})")
+    return reasons

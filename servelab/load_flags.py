@@ -1,0 +1,47 @@
+"""`servelab run` flags -> one `LoadConfig`: the open/closed and trace defaults in one place.
+
+Rules: `--rate` means open loop, `--users` closed loop (not both). With `--trace` and
+neither, the trace's own timestamps drive an open loop (`arrival=trace`) and its rows give
+the lengths (`workload=trace`). `--rate-steps "10:30,40:30"` is (rate:seconds, ...).
+A trace that cannot be read is a user error (one line), found before anything starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from servelab.config import LoadConfig
+from servelab.errors import UserError
+
+
+def parse_rate_steps(text: str | None) -> list[tuple[float, float]] | None:
+    """`"10:30,40:30"` -> [(10.0, 30.0), (40.0, 30.0)]: rate (req/s) : seconds."""
+    if not text:
+        return None
+    try:
+        return [(float(r), float(s)) for r, s in (part.split(":") for part in text.split(","))]
+    except ValueError:
+        raise UserError(f"bad --rate-steps {text!r}: use rate:seconds pairs, e.g. 10:30,40:30") from None
+
+
+def build_load(users: int | None, rate: float | None, arrival: str | None, trace: str | None,
+               workload: str | None, rate_steps: str | None, **fields: Any) -> LoadConfig:
+    """The run's LoadConfig from the CLI flags (`fields`: LoadConfig fields given as is)."""
+    if users is not None and rate is not None:
+        raise UserError("give either --users (closed loop) or --rate (open loop), not both")
+    if arrival is None:
+        arrival = "trace" if trace and rate is None and users is None else "poisson"
+    mode = "open" if rate is not None or arrival in ("trace", "steps") else "closed"
+    load = LoadConfig(mode=mode, users=users or 1, rate=rate, arrival=arrival,
+                      workload=workload or ("trace" if trace else "fixed"),
+                      rate_steps=parse_rate_steps(rate_steps),
+                      trace_path=str(Path(trace).resolve()) if trace else None, **fields)
+    if load.trace_path:
+        from loadtest.traces import read_trace
+
+        try:
+            read_trace(load.trace_path, load.trace_format)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return load

@@ -1,0 +1,180 @@
+"""What runs beside one step's load: the sampler process and the torch-profiler window.
+
+`StepProbes.start(loadgen_pid)` is called once the load generator is spawned; `finish()`
+after it exits (always, also on errors). Its notices are held back until the load
+generator reports progress (`relay` wraps the progress callback), so a run that fails
+before any load (an unreachable target) still ends with its one error line. Every problem (no GPU, an unknown device index,
+a profiler window longer than the step, a target without the profiler endpoint) is one
+notice through `on_progress({"note": ...})` and the run goes on without that probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import shutil
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from servelab.config import SamplerConfig
+from servelab.procs import spawn, stop
+
+Progress = Callable[[dict], None]
+READY_TIMEOUT_S = 15.0
+
+
+def _post(url: str, body: dict, timeout_s: float = 60.0) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
+
+
+class TorchWindow:
+    """A background thread: wait `at_s`, POST /v1/profiler/start, wait `length_s`, POST stop."""
+
+    def __init__(self, base_url: str, at_s: float, length_s: float, trace_dir: Path, name: str):
+        self.base_url, self.at_s, self.length_s = base_url, at_s, length_s
+        self.trace_dir, self.name = trace_dir, name
+        self.abort = threading.Event()
+        self.result: dict | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="servelab-torch-window", daemon=True)
+
+    def _run(self) -> None:
+        if self.abort.wait(self.at_s):
+            self.error = "the step ended before the torch-profiler window began"
+            return
+        try:
+            _post(f"{self.base_url}/v1/profiler/start", {"dir": str(self.trace_dir), "name": self.name})
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            self.error = f"the target refused the torch-profiler start ({exc})"
+            return
+        self.abort.wait(self.length_s)
+        try:
+            self.result = _post(f"{self.base_url}/v1/profiler/stop", {})
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            self.error = f"the torch-profiler stop failed ({exc})"
+
+
+class StepProbes:
+    """The sampler process and torch window of one step."""
+
+    def __init__(self, cfg: SamplerConfig, store_path: str, run_id: str, step: int, spool: Path,
+                 target_url: str, server_pid: int | None, duration_s: float, lock_fd: int,
+                 on_progress: Progress | None = None, warmup_s: float = 0.0):
+        self.cfg, self.store_path, self.run_id, self.step = cfg, store_path, run_id, step
+        self.spool, self.url, self.server_pid = Path(spool), target_url, server_pid
+        self.duration_s, self.lock_fd, self.on_progress = duration_s, lock_fd, on_progress
+        self.warmup_s = warmup_s
+        self.proc: subprocess.Popen | None = None
+        self.window: TorchWindow | None = None
+        self.pending: list[str] | None = []  # None once the load has started
+
+    def note(self, text: str) -> None:
+        if self.pending is not None:
+            self.pending.append(text)
+        elif self.on_progress:
+            self.on_progress({"note": text})
+
+    def relay(self, msg: dict) -> None:
+        """The load generator's progress callback: first flush the held-back notices."""
+        if self.pending is not None:
+            held, self.pending = self.pending, None
+            for text in held:
+                self.note(text)
+        if self.on_progress:
+            self.on_progress(msg)
+
+    def start(self, loadgen_pid: int | None) -> None:
+        if self.cfg.enabled:
+            self._start_sampler(loadgen_pid)
+        else:
+            self.note("sampling off (profile.enabled is false)")
+        self._start_window()
+
+    def _start_sampler(self, loadgen_pid: int | None) -> None:
+        pids = {k: v for k, v in (("server", self.server_pid), ("loadgen", loadgen_pid)) if v}
+        spec = {"spool_dir": str(self.spool), "gpu": self.cfg.gpu, "gpu_hz": self.cfg.gpu_hz,
+                "host_hz": self.cfg.host_hz, "device_indices": self.cfg.device_indices, "pids": pids}
+        spec_path = self.spool / "spec-samplers.json"
+        spec_path.write_text(json.dumps(spec))
+        # The run lock's fd is inherited: the run stays locked while the sampler still writes.
+        self.proc = spawn(["-m", "profilers", "--spec", str(spec_path)], pass_fds=(self.lock_fd,),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
+        for _ in range(64):
+            try:
+                line = lines.get(timeout=READY_TIMEOUT_S)
+            except queue.Empty:
+                line = None
+            if line is None:
+                self.note("the sampler did not start: the run continues without samples")
+                return
+            msg = _json(line)
+            if "note" in msg:
+                self.note(str(msg["note"]))
+            elif msg.get("event") == "ready":
+                return
+
+    def _start_window(self) -> None:
+        length, at = self.cfg.torch_profile_s, self.cfg.torch_profile_at_s
+        at = self.warmup_s if at is None else at  # steady state begins after the warm-up
+        if length is None:
+            return
+        if at + length > self.duration_s:
+            self.note(f"torch-profiler window ({length:g} s at {at:g} s) is longer than the step"
+                      f" ({self.duration_s:g} s): no torch profile for this step")
+            return
+        from store.profiles import trace_path
+
+        dest = trace_path(self.store_path, self.run_id, self.step)
+        self.window = TorchWindow(self.url, at, length, dest.parent, dest.name)
+        self.window.thread.start()
+
+    def finish(self) -> None:
+        """Stop the sampler (SIGTERM) and collect and store the torch window's result."""
+        if self.proc is not None:
+            stop(self.proc, timeout_s=10)
+        w = self.window
+        if w is None:
+            return
+        w.abort.set()
+        w.thread.join(120)
+        if w.error or not w.result:
+            self.note(f"no torch profile for step {self.step}: {w.error or 'no result'}")
+            return
+        self._save(w.result, Path(w.trace_dir) / w.name)
+
+    def _save(self, result: dict, dest: Path) -> None:
+        from store.profiles import save_operators
+
+        src = Path(str(result.get("trace_path") or ""))
+        if src.is_file() and src != dest:
+            shutil.copyfile(src, dest)
+        kept = str(dest) if dest.is_file() else None
+        if kept is None:
+            self.note(f"the torch trace stays on the target at {src}")
+        n = save_operators(self.store_path, self.run_id, self.step, result.get("operators") or [],
+                           kept or str(src), result.get("window_s"))
+        self.note(f"torch profile: {n} top operators stored; trace {kept or src}")
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _json(line: str) -> dict:
+    with contextlib.suppress(ValueError):
+        obj = json.loads(line)
+        if isinstance(obj, dict):
+            return obj
+    return {}
