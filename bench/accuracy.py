@@ -11,53 +11,23 @@ first-chunk and chunk-gap times with the server's log.
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from analysis.calibration import errors_ms, match, parse_log  # noqa: E402
 from servelab.config import ServerConfig  # noqa: E402
 from servelab.targets import builtin_server  # noqa: E402
 from store import queries  # noqa: E402
 
 
 def server_log(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted(rows, key=lambda r: r["t_recv_ns"])
-
-
-def match(client: list[dict], server: list[dict], window_ns: int = 50_000_000) -> list[tuple]:
-    """Pairs each client request with the server request received soonest after its send."""
-    recv = [s["t_recv_ns"] for s in server]
-    used: set[int] = set()
-    pairs = []
-    for c in sorted(client, key=lambda r: r["t_send_ns"]):
-        i = bisect.bisect_left(recv, c["t_send_ns"])
-        while i < len(recv) and (i in used) and recv[i] - c["t_send_ns"] < window_ns:
-            i += 1
-        if i < len(recv) and recv[i] - c["t_send_ns"] < window_ns:
-            used.add(i)
-            pairs.append((c, server[i]))
-    return pairs
-
-
-def errors_ms(pairs: list[tuple]) -> dict:
-    ttft = [(c["t_first_ns"] - s["chunk_ns"][0]) / 1e6 for c, s in pairs]
-    itl = []
-    for c, s in pairs:
-        cg, sg = np.diff(c["chunk_ns"]), np.diff(s["chunk_ns"])
-        n = min(len(cg), len(sg))
-        itl.extend(((cg[:n] - sg[:n]) / 1e6).tolist())
-    q = lambda xs, p: float(np.percentile(xs, p)) if xs else None  # noqa: E731
-    return {"matched": len(pairs), "ttft_err_p50_ms": q(ttft, 50), "ttft_err_p99_ms": q(ttft, 99),
-            "itl_err_p50_ms": q(itl, 50), "itl_err_p99_ms": q(itl, 99)}
+    return parse_log(path.read_text().splitlines())
 
 
 def measure(rate: float, duration: float, ttft_ms: float, itl_ms: float, chunks: int) -> dict:

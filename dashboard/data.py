@@ -41,6 +41,14 @@ def run_bundle(path: str, run_id: str, stamp: tuple = ()) -> tuple[dict, list[di
             queries.get_requests(path, run_id))
 
 
+@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
+def hardware_bundle(path: str, run_id: str, stamp: tuple = ()) -> tuple[pd.DataFrame, list[dict]]:
+    """(samples, top operators) of one run; cached like run_bundle."""
+    from store import profiles
+
+    return profiles.get_samples(path, run_id), profiles.get_operators(path, run_id)
+
+
 def run_stamp(row: dict) -> tuple:
     """What changes in a run's listing row while it runs, finishes or is recovered."""
     return row.get("status"), row.get("requests"), row.get("steps"), row.get("ended_at")

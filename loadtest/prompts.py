@@ -12,13 +12,22 @@ Two prompt formats:
 Each request draws a fresh prompt from one seeded RNG per producer, so prompts differ
 (no accidental cache hits on the target) yet a run is reproducible, except for shared
 prefix blocks (trace `hash_ids`), which are the same wherever the same block id appears.
-Per-request lengths come from `loadtest.workload`. Pure: no I/O.
+Per-request lengths come from `loadtest.workload`.
+
+Repeats (`LoadConfig.repeat_rate` = r): each request, with probability r, resends one of
+this producer's last `REPEAT_WINDOW` (32) distinct fresh bodies, chosen uniformly, instead
+of a fresh prompt: deliberate exact repeats, for a target's result cache. Bodies always
+ask for temperature 0 (greedy), so a repeat is a deterministic, cacheable request. The
+repeat draws use their own RNG, so the fresh prompts of a run do not depend on r.
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -39,6 +48,8 @@ WORDS = (
     "try leave call city water house room book word story money night home line end game "
     "name state school family car light music food power rate level form order sound test"
 ).split()
+
+REPEAT_WINDOW = 32  # repeats pick uniformly among this many most recent fresh bodies
 
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -110,14 +121,19 @@ class BodyFactory:
     """
 
     def __init__(self, load: LoadConfig, builtin: bool, producer: str,
-                 trace=None, first_row: int = 0):
+                 trace=None, first_row: int = 0, shard: int = 0, shards: int = 1):
         self.load = load
         self.format = resolve_format(load.prompt_format, builtin)
         self.path = PATHS[load.endpoint]
         # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
         self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
         self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row)
+        if trace is not None and shards > 1:  # worker `shard` of `shards` sends every shards-th arrival
+            self._lengths = itertools.islice(self._lengths, shard, None, shards)
         self.capped = 0  # requests whose lengths were cut to max_context
+        self._repeat_rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode()), 0x4E9])
+        self._recent: deque[Body] = deque(maxlen=REPEAT_WINDOW)
+        self.repeats = 0  # bodies that repeat an earlier one
 
     def prompt(self, n: int | None = None, blocks: tuple[int, ...] = ()) -> str | list[int]:
         n = self.load.prompt_tokens if n is None else n
@@ -139,11 +155,16 @@ class BodyFactory:
         return " ".join(toks + ([tail] if tail else []))
 
     def next_body(self) -> Body:
+        if self.load.repeat_rate and self._recent and self._repeat_rng.random() < self.load.repeat_rate:
+            self.repeats += 1
+            return self._recent[self._repeat_rng.integers(len(self._recent))]
         lengths = next(self._lengths)
         self.capped += lengths.capped
         load = self.load.model_copy(update={"max_tokens": lengths.output})
         body = request_body(load, self.prompt(lengths.prompt, lengths.blocks))
-        return Body(json.dumps(body, separators=(",", ":")).encode(), lengths.prompt, lengths.output)
+        fresh = Body(json.dumps(body, separators=(",", ":")).encode(), lengths.prompt, lengths.output)
+        self._recent.append(fresh)
+        return fresh
 
     def next(self, max_tokens: int | None = None) -> tuple[bytes, int]:
         load = self.load if max_tokens is None else self.load.model_copy(update={"max_tokens": max_tokens})

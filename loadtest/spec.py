@@ -28,6 +28,14 @@ class WorkerSpec(BaseModel):
     load: LoadConfig
     spool_dir: str
     api_key_env: str | None = Field(None, description="name of an env var holding a bearer token")
+    # Scaling out (docs/architecture.md): worker `shard` of `shards` sends open-loop arrivals
+    # shard, shard + shards, ...; all shards share one t0, given on this machine's
+    # CLOCK_MONOTONIC (`t0_ns`) or, across machines, as wall-clock ns (`t0_wall_ns`).
+    shard: int = Field(0, ge=0)
+    shards: int = Field(1, ge=1)
+    first_user: int = Field(0, ge=0, description="closed loop: user_id of this worker's first user")
+    t0_ns: int | None = Field(None, description="perf_counter_ns() at which the load starts")
+    t0_wall_ns: int | None = Field(None, description="time.time_ns() at which the load starts")
 
 
 def progress_line(elapsed_s: float, duration_s: float, sent: int, done: int, errors: int) -> dict:

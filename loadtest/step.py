@@ -40,6 +40,15 @@ def spin_until(t_ns: int) -> None:
         gevent.sleep(0)
 
 
+def shared_t0(spec: WorkerSpec) -> int | None:
+    """The spec's start time on this machine's perf_counter_ns clock, or None (start when ready)."""
+    if spec.t0_ns is not None:
+        return spec.t0_ns
+    if spec.t0_wall_ns is not None:  # another machine's wall clock (NTP): convert once
+        return time.perf_counter_ns() + (spec.t0_wall_ns - time.time_ns())
+    return None
+
+
 class Step:
     """One step's shared state; `send` is the only way a request is made and recorded."""
 
@@ -64,14 +73,23 @@ class Step:
         self._cpu0 = 0.0
         self._users = 0
         self.ready = 0  # users connected and waiting for t0
+        self.shard, self.shards, self.first_user = spec.shard, spec.shards, spec.first_user
+        self.shared_t0_ns = shared_t0(spec)
 
     def next_user_id(self) -> int:
+        """Unique within the run: each worker's users are numbered from its `first_user`."""
         self._users += 1
-        return self._users - 1
+        return self.first_user + self._users - 1
 
     def start(self) -> int:
-        """t0: the schedule's origin. Writes the `start` event and releases the users."""
-        self.t0_ns = time.perf_counter_ns()
+        """t0: the schedule's origin. Writes the `start` event and releases the users.
+
+        With a shared t0 (several workers), waits for it; a worker ready only after it
+        still uses it, so its first arrivals go out late and the lateness is recorded."""
+        if self.shared_t0_ns is not None:
+            gevent.sleep(max(0, self.shared_t0_ns - SPIN_NS - time.perf_counter_ns()) / 1e9)
+            spin_until(self.shared_t0_ns)
+        self.t0_ns = self.shared_t0_ns or time.perf_counter_ns()
         self._cpu0 = time.process_time()
         self.deadline_ns = self.t0_ns + round(self.load.duration_s * 1e9)
         self.spool.write_meta({"event": "start", "t_ns": self.t0_ns, "wall_ns": time.time_ns(), "pid": os.getpid()})

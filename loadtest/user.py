@@ -73,7 +73,8 @@ class OpenLoopUser(User):
     @task
     def dispatch(self) -> None:
         step = self.step
-        schedule = schedule_for(step.load, step.trace_t_s)
+        # Scaled out: this worker's shard is every `shards`-th arrival of the one schedule.
+        schedule = itertools.islice(schedule_for(step.load, step.trace_t_s), step.shard, None, step.shards)
         sent, pending = 0, []
         for offset in schedule:
             t_sched = step.t0_ns + offset

@@ -98,7 +98,7 @@ def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
         return BodyFactory(load, spec.builtin, spec.producer), None
     trace = traces.read_trace(load.trace_path, load.trace_format)
     first = arrivals.trace_first_row(trace.t_s, load.trace_start_s)
-    return BodyFactory(load, spec.builtin, spec.producer, trace, first), trace.t_s
+    return BodyFactory(load, spec.builtin, spec.producer, trace, first, spec.shard, spec.shards), trace.t_s
 
 
 def warm_up(target: Target, spec: WorkerSpec) -> int:
@@ -133,6 +133,10 @@ def run_step(step: Step, env: Environment) -> int:
     _wait_ready(step, n)
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, step.aborted.set)
+    late_ms = (time.perf_counter_ns() - step.shared_t0_ns) / 1e6 if step.shared_t0_ns else 0.0
+    if late_ms > 0:
+        print(f"loadtest: warning: {step.producer} was ready {late_ms:.0f} ms after the shared t0: "
+              "its first arrivals go out late (recorded as schedule lag)", file=sys.stderr, flush=True)
     step.start()
     reporter = gevent.spawn(_report_progress, step)
     gevent.wait([step.stopped, step.aborted], count=1, timeout=load.duration_s)

@@ -38,6 +38,18 @@ def _slo(text: str | None):
         raise UserError(str(exc)) from None
 
 
+def _indices(text: str | None) -> list[int] | None:
+    """`0,1` -> [0, 1]; a bad list is a user mistake."""
+    from servelab.errors import UserError
+
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"bad --gpu-devices {text!r}: expected indices like 0,1") from None
+
+
 def _stdout():
     from rich.console import Console
 
@@ -64,6 +76,8 @@ def serve(
     batching: Annotated[str, typer.Option(help="none, static or continuous")] = "none",
     max_batch_size: Annotated[int, typer.Option(help="sequences decoded together")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
+    exact_cache: Annotated[bool, typer.Option(help="exact result cache (deterministic requests)")] = False,
+    merge_inflight: Annotated[bool, typer.Option(help="merge identical in-flight requests")] = False,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
@@ -75,7 +89,8 @@ def serve(
     cfg = ServerConfig(host=host, port=port, model=model, device=device, precision=precision,
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
                        calib_itl_ms=calib_itl_ms, batching=batching,
-                       max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+                       max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                       exact_cache=exact_cache, merge_inflight=merge_inflight)
     from serving.server import run_server
 
     try:
@@ -119,6 +134,17 @@ def run(
     batching: Annotated[str, typer.Option(help="built-in server: none, static or continuous")] = "none",
     max_batch_size: Annotated[int, typer.Option(help="built-in server: sequences decoded together")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="built-in server: static batch fill wait")] = 5.0,
+    exact_cache: Annotated[bool, typer.Option(help="built-in server: exact result cache")] = False,
+    merge_inflight: Annotated[bool, typer.Option(help="built-in server: merge identical in-flight requests")] = False,
+    repeat_rate: Annotated[float, typer.Option(
+        help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
+    gpu_sampling: Annotated[str, typer.Option(
+        help="auto (NVML when a GPU is there), off, or simulated (CPU-only pipeline checks)")] = "auto",
+    torch_profile: Annotated[float | None, typer.Option(
+        help="seconds of PyTorch profiler window on the built-in server, after warm-up")] = None,
+    gpu_devices: Annotated[str | None, typer.Option(
+        help="GPU indices to sample, e.g. 0,1 (default: all)")] = None,
+    workers: Annotated[int, typer.Option(help="load-generator processes, each sending its shard")] = 1,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -128,8 +154,7 @@ def run(
 
     Trace replay: servelab run --trace data/traces/AzureLLMInferenceTrace_conv.csv --time-scale 60 --duration 60
     """
-    from servelab.config import RunConfig, ServerConfig
-
+    from servelab.config import RunConfig, SamplerConfig, ServerConfig
     from servelab.load_flags import build_load
 
     load = build_load(
@@ -137,12 +162,16 @@ def run(
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
-        endpoint=endpoint,
+        endpoint=endpoint, repeat_rate=repeat_rate,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
-                          calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms)
-    cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [])
+                          calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
+                          exact_cache=exact_cache, merge_inflight=merge_inflight)
+    profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
+                            device_indices=_indices(gpu_devices))
+    cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],
+                    profile=profile, workers=workers)
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))
@@ -162,6 +191,39 @@ def _execute(cfg, store: str, quiet: bool) -> dict:
     if not quiet:
         _stderr().print(f"run {run_id} stored in {store}")
     return run_summary(store, run_id)
+
+
+@app.command()
+def calibrate(
+    rates: Annotated[str, typer.Option(help="open-loop rates to try, req/s, comma-separated")] = "5,20,50,100,200",
+    duration: Annotated[float, typer.Option(help="seconds of load per rate")] = 10.0,
+    ttft_ms: Annotated[float, typer.Option(help="the calibration server's TTFT")] = 50.0,
+    itl_ms: Annotated[float, typer.Option(help="the calibration server's chunk gap")] = 10.0,
+    chunks: Annotated[int, typer.Option(help="chunks per response")] = 32,
+    target: Annotated[str, typer.Option(help="'builtin' or the URL of a known-timing target")] = "builtin",
+    server_log: Annotated[str | None, typer.Option(help="with --target URL: the target's calibration log")] = None,
+    max_ttft_p50_ms: Annotated[float, typer.Option(help="accurate: |TTFT error| p50 at most this")] = 1.0,
+    max_ttft_p99_ms: Annotated[float, typer.Option(help="accurate: |TTFT error| p99 at most this")] = 2.0,
+    rate_tolerance: Annotated[float, typer.Option(help="accurate: achieved rate within this fraction")] = 0.01,
+    workers: Annotated[int, typer.Option(help="load-generator processes")] = 1,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure the load generator's own error against a known-timing server, per rate.
+
+    Example: servelab calibrate --rates 5,20,50,100 --duration 10
+    """
+    from servelab.calibrate import CalibrateConfig, parse_rates
+    from servelab.calibrate_cli import print_result, run_with_progress
+
+    cfg = CalibrateConfig(rates=parse_rates(rates), duration_s=duration, ttft_ms=ttft_ms, itl_ms=itl_ms,
+                          chunks=chunks, target=target, server_log=server_log, ttft_p50_ms=max_ttft_p50_ms,
+                          ttft_p99_ms=max_ttft_p99_ms, rate_tol=rate_tolerance, workers=workers)
+    result = run_with_progress(cfg, store, _stderr(), quiet=as_json)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print_result(_stdout(), result)
 
 
 @app.command("runs")
@@ -271,7 +333,8 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ()))
-        return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+        msg = str(err.get("msg")).removeprefix("Value error, ")
+        return f"{where}: {msg}" if where else msg
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "SERVELAB_"
 DEFAULT_STORE = "servelab.duckdb"
@@ -17,6 +17,11 @@ DEFAULT_STORE = "servelab.duckdb"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# The built-in server's named sizes (serving/model.py SIZES has their shapes; a test keeps
+# the two in step). Listed here so a wrong name fails before any process starts.
+MODEL_SIZES = ("tiny", "small", "base")
 
 
 class ServerConfig(_Model):
@@ -38,11 +43,24 @@ class ServerConfig(_Model):
     batching: Literal["none", "static", "continuous"] = "none"
     max_batch_size: int = Field(8, ge=1, le=1024, description="sequences decoded together")
     max_wait_ms: float = Field(5.0, ge=0, le=60_000, description="static: wait to fill a batch")
+    # Result levers (serving/cache.py), deterministic requests only (temperature 0 or a seed):
+    # an exact-match LRU result cache, and merging identical requests while they generate.
+    exact_cache: bool = False
+    cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
+    cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
+    merge_inflight: bool = False
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
     calib_itl_ms: float = Field(10.0, ge=0)
     calib_log: str | None = Field(None, description="JSONL file of true send times")
+
+    @field_validator("model")
+    @classmethod
+    def _known_size(cls, v: str) -> str:
+        if v not in MODEL_SIZES:
+            raise ValueError(f"unknown model size {v!r}: choose {', '.join(MODEL_SIZES)}")
+        return v
 
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]
@@ -87,6 +105,8 @@ class LoadConfig(_Model):
     endpoint: Literal["completions", "chat"] = "completions"
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     ignore_eos: bool = True
+    repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "
+                               "this worker's last 32 prompts (exact-cache hits on the target)")
     seed: int = 0
     model: str | None = Field(None, description="model name sent to the target")
 
@@ -152,3 +172,10 @@ class RunConfig(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     slo: list[SLOTerm] = Field(default_factory=list)
     profile: SamplerConfig = Field(default_factory=SamplerConfig)
+    workers: int = Field(1, ge=1, le=64, description="load-generator processes on this machine")
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> RunConfig:
+        if self.load.mode == "closed" and self.workers > self.load.users:
+            raise ValueError(f"--workers {self.workers} needs at least as many --users ({self.load.users})")
+        return self

@@ -64,6 +64,7 @@ def summary_tables(s: dict) -> list[Table]:
     if check:
         reasons = "; ".join(check.get("reasons") or [])
         head.add_row("self_check", "passed" if check.get("passed") else f"FAILED: {reasons}")
+    _hardware_rows(head, s.get("hardware"))
     lat = Table(title="latency (ms)")
     lat.add_column("metric")
     for q in QUANTILES:
@@ -73,6 +74,23 @@ def summary_tables(s: dict) -> list[Table]:
         if any(stats.get(q) is not None for q in QUANTILES):
             lat.add_row(name, *(_num(stats.get(q)) for q in QUANTILES))
     return [head, lat]
+
+
+HARDWARE = [("power_w_mean", "power_w_mean"), ("j_per_output_token", "j_per_output_token"),
+            ("gpu_s_per_1m_tokens", "gpu_s_per_1m_tokens"), ("gpu_util_pct_mean", "gpu_util_pct_mean")]
+
+
+def _hardware_rows(table: Table, hw: dict | None) -> None:
+    if not hw:
+        return
+    for key, name in HARDWARE:
+        if hw.get(key) is not None:
+            table.add_row(name, _num(hw[key], 3))
+    for role, pct in (hw.get("cpu_pct_mean") or {}).items():
+        if pct is not None and role != "core":
+            table.add_row(f"cpu_pct_mean ({role})", _num(pct, 1))
+    if hw.get("sample_source"):
+        table.add_row("gpu samples from", hw["sample_source"])
 
 
 def print_summary(console: Console, s: dict) -> None:

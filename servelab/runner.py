@@ -7,20 +7,16 @@ parses flags into a `RunConfig` and calls `execute_run`.
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
-import subprocess
-import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from servelab import __version__
 from servelab.config import RunConfig
 from servelab.errors import UserError
-from servelab.procs import spawn, stop
 from servelab.sampling import StepProbes
 from servelab.targets import Target, builtin_server, normalize_url
+from servelab.workers import run_workers, write_specs
 from store import ingest, runs
 
 Progress = Callable[[dict], None]
@@ -96,51 +92,27 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         on_progress({"note": f"starting the built-in server ({cfg.server.model} model)"})
     with open_target(cfg) as target:
         url = target.url
-        spec = {
-            "run_id": run_id,
-            "step": step,
-            "producer": "w0",
-            "target_url": url,
-            "builtin": cfg.target == "builtin",
-            "load": load.model_dump(mode="json"),
-            "spool_dir": str(spool),
-        }
-        spec_path = Path(spool) / "spec-w0.json"
-        spec_path.write_text(json.dumps(spec))
+        base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
+                "spool_dir": str(spool)}
+        spec_paths = write_specs(base, load, cfg.workers, Path(spool))
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup)
         try:
-            rc, err = _run_worker(spec_path, lock_fd, probes.relay, on_spawn=probes.start)
+            results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start)
         finally:
             probes.finish()
-    if rc == EXIT_UNREACHABLE:
-        raise UserError(err or f"cannot reach {url}")
-    if rc == 0:
+    return _step_status(results, url)
+
+
+def _step_status(results: list[tuple[int, str]], url: str) -> str:
+    """The step's status from its workers' exits: every one 0 -> completed; any killed by a
+    signal -> interrupted (the others' records and its own spooled ones are kept)."""
+    for rc, err in results:
+        if rc == EXIT_UNREACHABLE:
+            raise UserError(err or f"cannot reach {url}")
+    if all(rc == 0 for rc, _ in results):
         return "completed"
-    if rc < 0:
-        return "interrupted"  # the load generator was killed by a signal
+    if all(rc <= 0 for rc, _ in results):
+        return "interrupted"  # a load generator was killed by a signal
+    rc, err = next((rc, err) for rc, err in results if rc > 0)
     raise UserError(f"the load generator failed (exit {rc}): {err}")
-
-
-def _run_worker(spec_path: Path, lock_fd: int, on_progress: Progress | None,
-                on_spawn: Callable[[int], None] | None = None) -> tuple[int, str]:
-    """Runs the Locust worker process; relays its progress lines; returns (rc, last stderr).
-
-    `on_spawn(pid)` runs right after the worker starts (the samplers watch its pid)."""
-    # The lock's file descriptor is inherited, so the run stays locked while the worker lives
-    # even if this process is killed.
-    proc = spawn(["-m", "loadtest.worker", "--spec", str(spec_path)], pass_fds=(lock_fd,),
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err_tail: deque[str] = deque(maxlen=5)
-    threading.Thread(target=lambda: err_tail.extend(proc.stderr), daemon=True).start()
-    try:
-        if on_spawn:
-            on_spawn(proc.pid)
-        for line in proc.stdout:
-            if on_progress and line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    on_progress(json.loads(line))
-        proc.wait()
-    finally:
-        stop(proc, timeout_s=30)
-    return proc.returncode, (err_tail[-1].strip() if err_tail else "")

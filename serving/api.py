@@ -35,9 +35,18 @@ def build_backend(cfg: ServerConfig) -> Backend:
     return Engine(cfg)
 
 
+def with_levers(cfg: ServerConfig, backend: Backend) -> Backend:
+    """The backend behind the result levers (exact cache, merging) when either is on."""
+    if not (cfg.exact_cache or cfg.merge_inflight):
+        return backend
+    from serving.shared import SharedBackend
+
+    return SharedBackend(backend, cfg)
+
+
 def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     """The app for one setup; builds (and warms) the backend now unless one is given."""
-    backend = backend if backend is not None else build_backend(cfg)
+    backend = with_levers(cfg, backend if backend is not None else build_backend(cfg))
     metrics = ServerMetrics()
 
     @asynccontextmanager
@@ -127,6 +136,7 @@ class _CompletionHandler:
             return exc.response()
         self.metrics.in_flight.inc()
         gen = self.backend.submit(gen_req)
+        self.metrics.count_outcome(gen.timings.cache, self.cfg.exact_cache or self.cfg.merge_inflight)
         reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
         if req.stream:
             self.metrics.count(endpoint, 200)
@@ -155,11 +165,15 @@ class _Reply:
     def _final_timings(self) -> dict:
         """The `servelab` object of a finished generation, also recorded in the metrics."""
         timings = self.gen.timings.as_dict(self.prompt_tokens, self.gen.output_tokens)
-        self.metrics.observe_done(timings)
+        if timings["cache"] in ("miss", "bypass"):  # the histograms describe generations run
+            self.metrics.observe_done(timings)
         return timings
 
     def stream(self, include_usage: bool) -> TimedSSEResponse:
-        return TimedSSEResponse(self._parts(include_usage), self._sent, self.gen.cancel, self.done)
+        parts = self._parts(include_usage)
+        if self.gen.timings.cache == "exact":  # every event is stored: one write, not one per token
+            parts = _coalesced(parts)
+        return TimedSSEResponse(parts, self._sent, self.gen.cancel, self.done)
 
     async def _parts(self, include_usage: bool):
         timings = None
@@ -200,5 +214,14 @@ class _Reply:
     def done(self, t_done_ns: int) -> None:
         """The response is over (called once: by the stream, or by the handler)."""
         self.metrics.in_flight.dec()
-        self.metrics.count_tokens(self.prompt_tokens, self.gen.output_tokens)
+        if self.gen.timings.cache in ("miss", "bypass"):  # hits and followers generated nothing
+            self.metrics.count_tokens(self.prompt_tokens, self.gen.output_tokens)
         self.gen.finish(t_done_ns)
+
+
+async def _coalesced(parts):
+    """All parts as one message. Only for a generation whose events are all queued already
+    (an exact-cache hit): the loop never waits, and one send costs one socket write
+    instead of one per token, so the stream goes as fast as the transport allows."""
+    pieces = [part async for part in parts]
+    yield b"".join(data for data, _ in pieces), any(content for _, content in pieces)

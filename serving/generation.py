@@ -27,6 +27,7 @@ class GenRequest:
     min_tokens: int = 0
     stop: tuple[str, ...] = ()
     t_recv_ns: int = 0
+    endpoint: str = "completions"  # or "chat": part of the result-cache key
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,21 @@ class ServerMetrics:
         self.decode = Histogram("servelab_decode_seconds", "First to last token", buckets=_BUCKETS, registry=r)
         self.batch = Histogram("servelab_batch_size", "Largest decode batch of each finished request",
                                buckets=_BATCH_BUCKETS, registry=r)
+        self.generations = Counter("servelab_generations", "Generations run (one per request without "
+                                   "result levers; hits and merged followers run none)", registry=r)
+        self.cache = Counter("servelab_cache_requests", "Requests by result-lever outcome: exact (cache hit), "
+                             "merged (follower), miss (ran), bypass (not deterministic)", ["outcome"], registry=r)
         self.ttft = Histogram("servelab_ttft_seconds", "Request received to first chunk sent", buckets=_BUCKETS, registry=r)
 
     def count(self, endpoint: str, status: int) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+
+    def count_outcome(self, outcome: str, levers: bool) -> None:
+        """One submitted request; `outcome` is its timings' `cache` field."""
+        if outcome in ("miss", "bypass"):
+            self.generations.inc()
+        if levers:
+            self.cache.labels(outcome=outcome).inc()
 
     def count_tokens(self, prompt_tokens: int, output_tokens: int) -> None:
         """Work done by one request, finished or abandoned."""

@@ -73,5 +73,6 @@ def build(req: CompletionRequest | ChatRequest, cfg: ServerConfig, t_recv_ns: in
         min_tokens=req.min_tokens,
         stop=req.stop_list(),
         t_recv_ns=t_recv_ns,
+        endpoint="chat" if isinstance(req, ChatRequest) else "completions",
     )
     return gen, len(ids)

@@ -145,4 +145,21 @@ def connect_read(path: str | Path, timeout_s: float = 5.0) -> duckdb.DuckDBPyCon
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"no store at {path}")
+    con = _connect_retrying(path, read_only=True, timeout_s=timeout_s)
+    missing = _missing_migrations(con, path)
+    if not missing:
+        return con
+    # A store written by an older servelab: upgrade it once (a brief write), then read.
+    con.close()
+    connect_write(path, timeout_s=timeout_s).close()
     return _connect_retrying(path, read_only=True, timeout_s=timeout_s)
+
+
+def _missing_migrations(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Names of migrations not yet applied; StoreError if this is not a servelab store."""
+    try:
+        applied = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    except duckdb.Error:
+        con.close()
+        raise StoreError(f"{path} is a DuckDB file but not a servelab store") from None
+    return [m.__name__.lstrip("_") for m in MIGRATIONS if m.__name__.lstrip("_") not in applied]

@@ -15,6 +15,7 @@ Timings are deterministic (a seeded RNG), so counts and ids are known to the tes
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,15 @@ def _write_step(directory: Path, records: list[dict[str, Any]], t_start: int, t_
 
 
 def _record_run(path: Path, run_id: str, cfg: RunConfig, records: list[dict[str, Any]],
-                t_start: int) -> None:
+                t_start: int, samples: list[dict[str, Any]] = ()) -> None:
     load = cfg.load
     create_run(path, run_id, cfg.model_dump(mode="json"), cfg.target, cfg.label, HOST, "0.1.0")
     add_step(path, run_id, 0, load.mode, load.users if load.mode == "closed" else None, load.rate,
              load.duration_s, load.warmup)
-    _write_step(spool_dir(path, run_id, 0), records, t_start, t_start + round(load.duration_s * S))
+    step_dir = spool_dir(path, run_id, 0)
+    _write_step(step_dir, records, t_start, t_start + round(load.duration_s * S))
+    if samples:  # as the sampler process spools them: one JSON object per line
+        (step_dir / "samples-gpu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
     ingest_step(path, run_id, 0)
     finish_run(path, run_id, "completed")
 
@@ -132,6 +136,38 @@ def add_closed_run(path: Path, run_id: str = CLOSED_RUN, seed: int = 2) -> None:
         clocks[user] = rec["t_last_ns"]
         records.append(rec)
     _record_run(path, run_id, cfg, records, t_start)
+
+
+HARDWARE_RUN = "r20260101-121000-cccc"
+
+
+def gpu_samples(t_start: int, seconds: float, hz: float = 10.0) -> list[dict[str, Any]]:
+    """Simulated-device GPU rows and server CPU rows: 300 W + 100 J/s counter, util 80%."""
+    rows = []
+    for i in range(int(seconds * hz) + 1):
+        t = t_start + round(i * S / hz)
+        rows.append({"producer": "gpu", "source": "simulated", "device": "sim0", "role": "gpu",
+                     "t_ns": t, "wall_ns": WALL0 + (t - T0), "power_w": 300.0 + (i % 3),
+                     "energy_j": 100.0 * i / hz, "gpu_util_pct": 80.0, "mem_used_bytes": 8 << 30,
+                     "mem_total_bytes": 80 << 30})
+        rows.append({"producer": "host", "source": "psutil", "role": "server", "t_ns": t,
+                     "wall_ns": WALL0 + (t - T0), "cpu_pct": 95.0, "rss_bytes": 1 << 30, "pid": 4243})
+    return rows
+
+
+def add_hardware_run(path: Path, run_id: str = HARDWARE_RUN, seed: int = 3) -> None:
+    """Closed loop, 2 users, with simulated GPU and host samples over the whole step."""
+    rng = random.Random(seed)
+    cfg = RunConfig(target="builtin", label="with samples",
+                    load=LoadConfig(mode="closed", users=2, duration_s=6.0, warmup_s=0.5, max_tokens=24))
+    t_start = T0 + 120 * S
+    clocks, records = [t_start, t_start], []
+    for i in range(20):
+        t_send = clocks[i % 2] + rng.randint(100, 400) * 1_000
+        rec = _ok_record(rng, f"w0-{i:06d}", i % 2, None, t_send, 24)
+        clocks[i % 2] = rec["t_last_ns"]
+        records.append(rec)
+    _record_run(path, run_id, cfg, records, t_start, gpu_samples(t_start, 6.0))
 
 
 def build_store(path: str | Path) -> Path:

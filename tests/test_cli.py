@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["serve", "run", "runs", "summary", "dashboard", "demo"]
+COMMANDS = ["serve", "run", "calibrate", "runs", "summary", "dashboard", "demo"]
 QUANTILES = ["p50", "p90", "p95", "p99", "p999", "mean"]
 LATENCIES = ["ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms"]
 HEAVY = ["torch", "duckdb", "pandas", "pyarrow", "numpy", "streamlit", "locust", "gevent",
@@ -218,21 +218,13 @@ def test_unreachable_target_fails_and_is_stored_failed(cli, tmp_path):
     assert row["target"] == url and row["requests"] == 0
 
 
-@pytest.mark.slow
-def test_unknown_builtin_model_size(cli, tmp_path):
-    store = str(tmp_path / "s.duckdb")
-    res = cli("run", "--target", "builtin", "--model", "huge", "--duration", "2", "--store", store)
-    assert res.returncode != 0
-    assert "Traceback" not in res.stderr, res.stderr
-    # The only other stderr line allowed is the progress note printed before the server
-    # was started ("starting the built-in server (huge model)").
-    lines = res.stderr.splitlines()
-    errors = [line for line in lines if line.startswith("servelab: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
-    assert all(line.startswith("starting the built-in server") for line in lines[:-1]), res.stderr
-    assert "unknown model size 'huge'" in errors[0]
-    (row,) = last_json(cli("runs", "--json", "--store", store).stdout)
-    assert row["status"] == "failed"
+def test_unknown_builtin_model_size_is_one_line_before_anything_starts(cli, tmp_path):
+    store = tmp_path / "s.duckdb"
+    res = cli("run", "--target", "builtin", "--model", "huge", "--duration", "2", "--store", str(store))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "servelab: error: model: unknown model size 'huge': choose tiny, small, base"], res.stderr
+    assert not store.exists()  # a flag mistake records nothing
 
 
 # --- serve -------------------------------------------------------------------------------

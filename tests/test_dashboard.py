@@ -223,12 +223,12 @@ def test_missing_store_shows_a_warning(monkeypatch, tmp_path, script):
     assert not missing.exists()  # the dashboard never creates a store
 
 
-def test_a_duckdb_file_that_is_not_a_servelab_store_shows_an_error(monkeypatch, tmp_path):
+def test_a_duckdb_file_that_is_not_a_servelab_store_shows_a_notice(monkeypatch, tmp_path):
     other = tmp_path / "other.duckdb"
     duckdb.connect(str(other)).close()
     at = run_app(monkeypatch, other)
     assert not at.exception
-    assert f"Cannot read the store `{other}`" in texts(at.error)
+    assert f"{other} is a DuckDB file but not a servelab store" in texts(at.warning)
 
 
 HOLD_LOCK = """
@@ -268,3 +268,26 @@ def test_store_locked_by_another_process_shows_busy_not_a_hang(monkeypatch, lock
     assert [b.label for b in at.button] == ["Retry"]
     assert not at.dataframe and not charts(at)
     assert elapsed < 15, f"the page took {elapsed:.1f} s on a locked store"
+
+
+def test_run_page_shows_hardware_figures_chart_and_the_simulated_warning(monkeypatch, tmp_path):
+    from analysis.summary import summarize_run
+    from store import profiles, queries
+
+    path = tmp_path / "hw.duckdb"
+    fx.add_hardware_run(path)
+    at = run_app(monkeypatch, path, RUN_PAGE, run=fx.HARDWARE_RUN)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Hardware" in [s.value for s in at.subheader]
+    assert any("SIMULATED" in w.value for w in at.warning)
+    run = queries.get_run(path, fx.HARDWARE_RUN)
+    hw = summarize_run(run, queries.get_steps(path, fx.HARDWARE_RUN),
+                       queries.get_requests(path, fx.HARDWARE_RUN),
+                       samples=profiles.get_samples(path, fx.HARDWARE_RUN))["hardware"]
+    assert hw["j_per_output_token"] > 0 and hw["power_w_mean"] >= 300
+    assert metric(at, "J / output token") == f"{hw['j_per_output_token']:.3f}"
+    assert metric(at, "mean power (W)") == f"{hw['power_w_mean']:.0f}"
+    assert metric(at, "server CPU (%)") == "95"
+    figs = charts(at)
+    names = {t.get("name") for t in figs[-1]["data"]}
+    assert {"GPU util %", "server CPU %", "GPU power (W)", "TTFT (ms)"} <= names

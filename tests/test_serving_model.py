@@ -155,3 +155,10 @@ def test_stop_strings_are_cut_and_never_streamed(stops, pieces, emitted, stopped
     if not hit:
         out += matcher.flush()
     assert (out, hit) == (emitted, stopped)
+
+
+def test_config_lists_exactly_the_model_sizes_the_server_builds():
+    from servelab.config import MODEL_SIZES
+    from serving.model import SIZES
+
+    assert tuple(SIZES) == MODEL_SIZES

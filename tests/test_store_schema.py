@@ -161,3 +161,31 @@ def test_reader_gets_in_once_the_writer_lets_go(held_writer):
     proc.stdin.close()  # the writer closes its connection and exits shortly
     with connect_read(path, timeout_s=20) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_a_duckdb_file_that_is_not_a_store_is_one_clear_error(tmp_path):
+    import duckdb
+
+    from store.schema import StoreError, connect_read
+
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).close()
+    with pytest.raises(StoreError, match="not a servelab store"):
+        connect_read(other)
+
+
+def test_reading_a_store_from_an_older_version_upgrades_it_first(tmp_path):
+    import duckdb
+
+    from store.schema import MIGRATIONS, connect_read
+
+    old = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old))
+    con.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMP)")
+    first = MIGRATIONS[0]
+    first(con)
+    con.execute("INSERT INTO _migrations VALUES (?, now())", [first.__name__.lstrip("_")])
+    con.close()
+    with connect_read(old) as con:
+        names = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    assert names == {m.__name__.lstrip("_") for m in MIGRATIONS}

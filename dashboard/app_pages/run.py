@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis.frames import itl_ms, request_frame
 from analysis.summary import summarize_run
-from dashboard import data, views
+from dashboard import data, hardware_views, views
 
 st.title("Run")
 path = data.store_path()
@@ -22,8 +22,10 @@ run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id els
                       format_func=lambda i: views.run_option(by_id[i]))
 st.query_params["run"] = run_id
 
-run, steps, requests = data.guarded(data.run_bundle, path, run_id, data.run_stamp(by_id[run_id]))
-summary = summarize_run(run, steps, requests, data.slo_of(run))
+stamp = data.run_stamp(by_id[run_id])
+run, steps, requests = data.guarded(data.run_bundle, path, run_id, stamp)
+samples, operators = data.guarded(data.hardware_bundle, path, run_id, stamp)
+summary = summarize_run(run, steps, requests, data.slo_of(run), samples=samples)
 load = (run.get("config") or {}).get("load") or {}
 
 load_text = views.load_text(load.get("mode"), load.get("users"), load.get("rate"))
@@ -122,3 +124,25 @@ errors = views.errors_table(requests)
 if not errors.empty:
     with st.expander(f"Failed requests ({int(errors['requests'].sum())}, warm-up included)"):
         st.dataframe(errors, hide_index=True, width="stretch")
+
+st.subheader("Hardware")
+hw = summary.get("hardware")
+if not hw:
+    st.info("No hardware samples in this run (profilers off, or a run from before they existed).")
+else:
+    if "simulated" in (hw.get("sample_source") or ""):
+        st.warning("GPU figures come from the SIMULATED device (no NVIDIA GPU where this ran): "
+                   "they show the pipeline, not real hardware.", icon="🧪")
+    figures = hardware_views.tiles(hw) + hardware_views.cpu_tiles(hw)
+    for i in range(0, len(figures), 6):
+        cols = st.columns(6)
+        for col, (label, value) in zip(cols, figures[i:i + 6]):
+            col.metric(label, value)
+    if not frame.empty:
+        t0 = float(requests["t_send_ns"].dropna().min())
+        st.plotly_chart(hardware_views.over_time(frame, samples, t0), width="stretch")
+        st.caption("Over the steady window and outside it; host CPU per process is % of one core.")
+ops = hardware_views.operators_table(operators)
+if not ops.empty:
+    st.subheader("Top operators (PyTorch profiler window)")
+    st.dataframe(ops, hide_index=True, width="stretch")

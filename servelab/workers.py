@@ -1,0 +1,122 @@
+"""Load-generator processes of one step: one (`w0`) or N (`w0`..`w<N-1>`) on this machine.
+
+Each worker is `python -m loadtest.worker --spec spec-w<i>.json` with its shard of the load:
+open loop, every N-th arrival of the one seeded schedule (round-robin, see
+docs/architecture.md "Scaling out"); closed loop, its share of the users (and of
+max_requests). With N > 1 all share one t0 on CLOCK_MONOTONIC, START_LEAD_S ahead, so the
+shards start together after their warm-ups. Their progress lines are summed into one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from servelab.config import LoadConfig
+from servelab.procs import spawn, stop
+
+Progress = Callable[[dict], None]
+START_LEAD_S = 4.0  # Locust's import and the warm-up request, per worker, with room to spare
+SUMMED = ("sent", "done", "errors", "inflight")
+
+
+def split(total: int, n: int, i: int) -> int:
+    """Share i of `total` split over n as evenly as possible (the first ones get the rest)."""
+    return total // n + (i < total % n)
+
+
+def shard_load(load: LoadConfig, n: int, i: int) -> LoadConfig:
+    """Worker i's load: closed loop gets its share of users and max_requests; open loop
+    keeps the whole schedule (the worker takes every n-th arrival itself)."""
+    if n == 1 or load.mode == "open":
+        return load
+    m = load.max_requests
+    return load.model_copy(update={"users": split(load.users, n, i),
+                                   "max_requests": None if m is None else max(1, split(m, n, i))})
+
+
+def write_specs(base: dict, load: LoadConfig, n: int, spool: Path) -> list[Path]:
+    """spec-w<i>.json for each worker; `base` holds the fields every worker shares."""
+    t0 = time.perf_counter_ns() + round(START_LEAD_S * 1e9) if n > 1 else None
+    paths = []
+    for i in range(n):
+        first_user = sum(split(load.users, n, k) for k in range(i)) if load.mode == "closed" else 0
+        spec = {**base, "producer": f"w{i}", "load": shard_load(load, n, i).model_dump(mode="json"),
+                "shard": i, "shards": n, "t0_ns": t0, "first_user": first_user}
+        path = Path(spool) / f"spec-w{i}.json"
+        path.write_text(json.dumps(spec))
+        paths.append(path)
+    return paths
+
+
+class _Sum:
+    """The latest progress line of each worker, summed (elapsed: the furthest along)."""
+
+    def __init__(self, n: int, on_progress: Progress | None):
+        self.latest: list[dict | None] = [None] * n
+        self.done: list[dict] = []
+        self.on_progress, self.lock = on_progress, threading.Lock()
+
+    def feed(self, i: int, msg: dict) -> None:
+        if self.on_progress is None:
+            return
+        if "progress" not in msg:
+            if len(self.latest) == 1:
+                self.on_progress(msg)  # one worker: its lines as they are
+            elif isinstance(msg.get("done"), dict):
+                self.done.append(msg["done"])
+            return
+        with self.lock:
+            self.latest[i] = msg["progress"]
+            seen = [p for p in self.latest if p]
+            total = {k: sum(p.get(k, 0) for p in seen) for k in SUMMED}
+            total.update(elapsed_s=max(p.get("elapsed_s", 0) for p in seen), duration_s=seen[0].get("duration_s"))
+            self.on_progress({"progress": total})
+
+    def finish(self) -> None:
+        """N workers: one summed `done` line once all have ended."""
+        if self.on_progress and len(self.latest) > 1 and self.done:
+            keys = ("sent", "completed", "errors")
+            self.on_progress({"done": {k: sum(d.get(k, 0) for d in self.done) for k in keys}})
+
+
+def _relay(proc: subprocess.Popen, i: int, summed: _Sum) -> None:
+    for line in proc.stdout:
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                summed.feed(i, json.loads(line))
+
+
+def run_workers(spec_paths: list[Path], lock_fd: int, on_progress: Progress | None,
+                on_spawn: Callable[[int], None] | None = None) -> list[tuple[int, str]]:
+    """Runs every worker to its end; [(exit code, last stderr line)] in worker order.
+
+    `on_spawn(pid)` gets the first worker's pid (the samplers watch it). The run lock's fd
+    is inherited, so the run stays locked while any worker lives, even if the CLI is killed."""
+    procs = [spawn(["-m", "loadtest.worker", "--spec", str(p)], pass_fds=(lock_fd,),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in spec_paths]
+    tails: list[deque[str]] = [deque(maxlen=5) for _ in procs]
+    summed = _Sum(len(procs), on_progress)
+    threads = [threading.Thread(target=lambda p=p, t=t: t.extend(p.stderr), daemon=True)
+               for p, t in zip(procs, tails)]
+    threads += [threading.Thread(target=_relay, args=(p, i, summed), daemon=True) for i, p in enumerate(procs)]
+    for t in threads:
+        t.start()
+    try:
+        if on_spawn:
+            on_spawn(procs[0].pid)
+        for p in procs:
+            p.wait()
+        for t in threads:
+            t.join(5)
+        summed.finish()
+    finally:
+        for p in procs:
+            stop(p, timeout_s=30)
+    return [(p.returncode, t[-1].strip() if t else "") for p, t in zip(procs, tails)]
