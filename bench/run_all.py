@@ -1,12 +1,36 @@
-"""`make bench`: runs every benchmark under bench/ and prints their figures."""
+"""`make bench`: runs every benchmark under bench/ and prints their figures.
+
+The arguments are the ones whose output is recorded in docs/performance.md. The whole set
+takes about 25 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
+"""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHES = [["accuracy.py", "--rates", "5,20", "--duration", "20"]]
+BENCHES = {
+    "accuracy": ["--rates", "5,20", "--duration", "20"],
+    "levers": ["--users", "1,2,4,8,16", "--duration", "20", "--tpot-slo-ms", "50"],
+    "caches": ["--rate", "1.5", "--duration", "60", "--repeat-rate", "0.3", "--merge-n", "8"],
+    "sampler_overhead": ["--model", "tiny", "--users", "2", "--seconds", "10", "--rounds", "4"],
+    "trace_replay": ["--time-scale", "10", "--duration", "60"],
+    "workers": ["--rates", "100,200,400", "--duration", "8", "--workers", "2"],
+}
 
-for args in BENCHES:
-    print(f"== {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, str(HERE / args[0]), *args[1:]], check=True)
+
+def main(names: list[str]) -> None:
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(BENCHES)}")
+    for name in names or BENCHES:
+        args = BENCHES[name]
+        print(f"== python bench/{name}.py {' '.join(args)}", flush=True)
+        start = time.monotonic()
+        subprocess.run([sys.executable, str(HERE / f"{name}.py"), *args], check=True)
+        print(f"== {name}: {time.monotonic() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
