@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -37,13 +38,24 @@ def _load(r: dict) -> str:
     return f"{r.get('rate')} req/s" if r.get("rate") is not None else str(r.get("arrival") or "-")
 
 
+def _short_time(iso: str | None) -> str:
+    """`2026-11-25T14:12:53Z` -> `11-25 14:12`: the year, seconds and zone cost a narrow terminal."""
+    return iso[5:16].replace("T", " ") if iso and len(iso) >= 16 else (iso or "-")
+
+
 def runs_table(rows: list[dict]) -> Table:
-    table = Table(title="runs")
-    for col in ("run_id", "status", "started_at", "target", "label", "load", "requests"):
-        table.add_column(col)
+    table = Table(title="runs", box=box.SIMPLE_HEAD)
+    # The run id is what `servelab summary` takes: never truncate it; let the rest wrap.
+    table.add_column("run_id", no_wrap=True, min_width=len("r20260101-120000-abcd"))
+    table.add_column("status", overflow="fold", min_width=9)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("label · target", overflow="fold", min_width=8)
+    table.add_column("load", overflow="fold", min_width=7)
+    table.add_column("reqs", justify="right", no_wrap=True)
     for r in rows:
         table.add_row(r["run_id"], shown_status(r["status"], r.get("self_check")),
-                      str(r.get("started_at") or "-"), str(r.get("target") or "-"), r.get("label") or "", _load(r),
+                      _short_time(r.get("started_at")),
+                      " · ".join(str(x) for x in (r.get("label"), r.get("target")) if x) or "-", _load(r),
                       _num(r.get("requests")))
     return table
 
