@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from servelab.config import DEFAULT_STORE, ENV_PREFIX, SLOTerm
+from servelab.config import DEFAULT_STORE, ENV_PREFIX
 from store import queries
 from store.schema import StoreBusyError, StoreError
 
@@ -52,10 +52,6 @@ def hardware_bundle(path: str, run_id: str, stamp: tuple = ()) -> tuple[pd.DataF
 def run_stamp(row: dict) -> tuple:
     """What changes in a run's listing row while it runs, finishes or is recovered."""
     return row.get("status"), row.get("requests"), row.get("steps"), row.get("ended_at")
-
-
-def slo_of(run: dict) -> list[SLOTerm]:
-    return [SLOTerm.model_validate(t) for t in (run.get("config") or {}).get("slo") or []]
 
 
 def guarded(fn, *args):

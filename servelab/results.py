@@ -6,10 +6,6 @@ from servelab.config import SLOTerm
 from store import ingest, profiles, queries
 
 
-def stored_slo(run: dict) -> list[SLOTerm]:
-    return [SLOTerm.model_validate(t) for t in (run.get("config") or {}).get("slo") or []]
-
-
 def run_summary(store_path: str, run_id: str, slo: list[SLOTerm] | None = None) -> dict:
     """The summary object of `servelab summary --json`; `slo` overrides the run's own."""
     from analysis.summary import summarize_run
@@ -19,7 +15,7 @@ def run_summary(store_path: str, run_id: str, slo: list[SLOTerm] | None = None) 
     steps = queries.get_steps(store_path, run_id)
     requests = queries.get_requests(store_path, run_id)
     samples = profiles.get_samples(store_path, run_id)
-    return summarize_run(run, steps, requests, slo if slo is not None else stored_slo(run), samples)
+    return summarize_run(run, steps, requests, slo, samples)  # slo None: the run's own
 
 
 def record_self_check(store_path: str, run_id: str) -> dict:

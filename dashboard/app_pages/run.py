@@ -25,7 +25,7 @@ st.query_params["run"] = run_id
 stamp = data.run_stamp(by_id[run_id])
 run, steps, requests = data.guarded(data.run_bundle, path, run_id, stamp)
 samples, operators = data.guarded(data.hardware_bundle, path, run_id, stamp)
-summary = summarize_run(run, steps, requests, data.slo_of(run), samples=samples)
+summary = summarize_run(run, steps, requests, samples=samples)  # the run's own SLO
 load = (run.get("config") or {}).get("load") or {}
 
 load_text = views.load_text(load.get("mode"), load.get("users"), load.get("rate"))
