@@ -116,9 +116,9 @@ def loop(read: Callable[[], list[dict]], writer: LineWriter, hz: float, stop: th
 
 
 def _watch_parent(parent: int, stop: threading.Event) -> None:
-    while not stop.wait(0.5):
-        if os.getppid() != parent:
-            stop.set()
+    while os.getppid() == parent and not stop.wait(0.5):
+        pass
+    stop.set()
 
 
 def run(spec: dict[str, Any], out=sys.stdout) -> None:
@@ -135,7 +135,9 @@ def run(spec: dict[str, Any], out=sys.stdout) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=_watch_parent, args=(os.getppid(), stop), daemon=True).start()
+    # The spec names the parent: if it died before this line, getppid() already differs.
+    parent = int(spec.get("parent_pid") or os.getppid())
+    threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
     writers = [LineWriter(spool / f"samples-{name}.jsonl") for name, _, _ in readers]
     threads = [threading.Thread(target=loop, args=(r, w, hz, stop), daemon=True)
                for (_, r, hz), w in zip(readers, writers)]

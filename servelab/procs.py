@@ -8,6 +8,8 @@ then stops cleanly and flushes its spool.
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -15,18 +17,22 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:  # not Linux: children may outlive a killed CLI
-        pass
+        return
+    # The parent may have died between fork and prctl: then no signal will ever come.
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def spawn(args: list[str], *, pass_fds: tuple[int, ...] = (), **kw) -> subprocess.Popen:
     """Start `python args...` as a child that receives SIGTERM when this process dies."""
     return subprocess.Popen(
         [sys.executable, *args],
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=functools.partial(_die_with_parent, os.getpid())
+        if sys.platform.startswith("linux") else None,
         pass_fds=pass_fds,
         **kw,
     )

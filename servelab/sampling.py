@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import shutil
 import subprocess
@@ -101,7 +102,8 @@ class StepProbes:
     def _start_sampler(self, loadgen_pid: int | None) -> None:
         pids = {k: v for k, v in (("server", self.server_pid), ("loadgen", loadgen_pid)) if v}
         spec = {"spool_dir": str(self.spool), "gpu": self.cfg.gpu, "gpu_hz": self.cfg.gpu_hz,
-                "host_hz": self.cfg.host_hz, "device_indices": self.cfg.device_indices, "pids": pids}
+                "host_hz": self.cfg.host_hz, "device_indices": self.cfg.device_indices, "pids": pids,
+                "parent_pid": os.getpid()}
         spec_path = self.spool / "spec-samplers.json"
         spec_path.write_text(json.dumps(spec))
         # The run lock's fd is inherited: the run stays locked while the sampler still writes.
