@@ -7,11 +7,13 @@ every run (`RunConfig.model_dump(mode="json")`).
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "SERVELAB_"
+API_KEYS_ENV = "SERVELAB_API_KEYS"  # JSON {key: tier}: the server's keys, and the load generator's
 DEFAULT_STORE = "servelab.duckdb"
 
 
@@ -22,6 +24,15 @@ class _Model(BaseModel):
 # The built-in server's named sizes (serving/model.py SIZES has their shapes; a test keeps
 # the two in step). Listed here so a wrong name fails before any process starts.
 MODEL_SIZES = ("tiny", "small", "base")
+
+
+class TierConfig(_Model):
+    """One priority tier of the built-in server's admission control (serving/admission.py)."""
+
+    priority: int = Field(0, ge=0, le=1000, description="lower is served first from the wait queue")
+    rate: float | None = Field(None, gt=0, description="token bucket refill, requests/s; None = no limit")
+    burst: float | None = Field(None, ge=1, description="token bucket size; default max(1, rate)")
+    protected: bool = Field(False, description="never rejected or degraded for overload (rate limit still applies)")
 
 
 class ServerConfig(_Model):
@@ -49,6 +60,23 @@ class ServerConfig(_Model):
     cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
     cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
     merge_inflight: bool = False
+    # Admission (serving/admission.py): a request's tier comes from its bearer key; each tier
+    # has a priority in the wait queue and an optional token-bucket rate limit. `api_keys`
+    # (key -> tier) is a secret: excluded from every dump (so never in the stored run config
+    # nor on a command line); the server also reads keys from `api_keys_file` (JSON or TOML,
+    # key -> tier) and from the SERVELAB_API_KEYS environment variable (JSON, key -> tier).
+    tiers: dict[str, TierConfig] = Field(default_factory=dict, description="tier name -> tier; empty = no tiers")
+    api_keys: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+    api_keys_file: str | None = Field(None, description="JSON or TOML file: API key -> tier name")
+    default_tier: str | None = Field(None, description="tier of requests with no or an unknown key; "
+                                     "None = such requests get 401")
+    max_queue: int | None = Field(None, ge=0, description="requests waiting for the engine beyond which "
+                                  "unprotected tiers are refused (503); None = unbounded")
+    overload: Literal["reject", "degrade"] = Field(
+        "reject", description="degrade: from degrade_queue waiting, unprotected requests get degrade_max_tokens")
+    degrade_queue: int | None = Field(None, ge=0, description="degrade: queue depth where degrading starts; "
+                                      "default max_queue // 2")
+    degrade_max_tokens: int = Field(16, ge=1, description="degrade: max_tokens cap of a degraded request")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
@@ -61,6 +89,33 @@ class ServerConfig(_Model):
         if v not in MODEL_SIZES:
             raise ValueError(f"unknown model size {v!r}: choose {', '.join(MODEL_SIZES)}")
         return v
+
+    @model_validator(mode="after")
+    def _admission_fits(self) -> ServerConfig:
+        names = set(self.tiers)
+        if self.default_tier is not None and self.default_tier not in names:
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+        if any(tier not in names for tier in self.api_keys.values()):
+            raise ValueError("api_keys map a key to a tier that is not configured")  # no key in the text
+        if self.overload == "degrade" and self.max_queue is None and self.degrade_queue is None:
+            raise ValueError("overload 'degrade' needs max_queue or degrade_queue")
+        return self
+
+    def child_env(self, environ: dict[str, str]) -> dict[str, str]:
+        """The environment for a server process of this config: `api_keys` are not in its
+        JSON (excluded from dumps, so never on a command line), so they travel merged into
+        SERVELAB_API_KEYS, which only the process's owner can read."""
+        env = dict(environ)
+        if self.api_keys:
+            inherited = json.loads(env.get(API_KEYS_ENV) or "{}")
+            env[API_KEYS_ENV] = json.dumps({**inherited, **self.api_keys})
+        return env
+
+    @property
+    def admission(self) -> bool:
+        """Whether any admission lever is on (tiers, keys or a queue bound)."""
+        return bool(self.tiers or self.api_keys or self.api_keys_file or self.max_queue is not None
+                    or self.degrade_queue is not None)
 
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import threading
@@ -55,6 +56,7 @@ def builtin_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iterato
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=cfg.child_env(os.environ),  # api_keys travel here, never in argv
     )
     err_tail: deque[str] = deque(maxlen=20)
     threading.Thread(target=_drain, args=(proc.stderr, err_tail), daemon=True).start()

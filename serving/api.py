@@ -7,6 +7,7 @@ GET /v1/models, GET /health, GET /metrics, and the torch-profiler window
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from servelab.config import ServerConfig
 from serving import prompts, schemas
+from serving.admission import AdmissionController, Admitted, load_api_keys
 from serving.errors import ApiError
 from serving.generation import Backend, Generation
 from serving.metrics import ServerMetrics
@@ -46,8 +48,13 @@ def with_levers(cfg: ServerConfig, backend: Backend) -> Backend:
 
 def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     """The app for one setup; builds (and warms) the backend now unless one is given."""
+    keys = load_api_keys(cfg) if cfg.admission else {}  # a bad key file fails before the model is built
     backend = with_levers(cfg, backend if backend is not None else build_backend(cfg))
     metrics = ServerMetrics()
+    waiting = getattr(backend, "waiting", None)
+    if waiting is not None:
+        metrics.queue_depth.set_function(waiting)
+    admission = AdmissionController(cfg, waiting or (lambda: 0), keys, metrics) if cfg.admission else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -59,7 +66,7 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     app.state.backend = backend
     app.state.metrics = metrics
     _install_error_handlers(app)
-    handler = _CompletionHandler(cfg, backend, metrics)
+    handler = _CompletionHandler(cfg, backend, metrics, admission)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -119,10 +126,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 class _CompletionHandler:
     """Both completion endpoints: validate, submit, then stream or collect."""
 
-    def __init__(self, cfg: ServerConfig, backend: Backend, metrics: ServerMetrics):
+    def __init__(self, cfg: ServerConfig, backend: Backend, metrics: ServerMetrics,
+                 admission: AdmissionController | None = None):
         self.cfg = cfg
         self.backend = backend
         self.metrics = metrics
+        self.admission = admission
 
     async def handle(self, request: Request, chat: bool) -> Response:
         t_recv_ns = time.perf_counter_ns()
@@ -131,13 +140,16 @@ class _CompletionHandler:
             body = await read_body(request, self.cfg.max_body_bytes)
             req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
             gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
+            admitted = self._admit(request, gen_req)
         except ApiError as exc:
             self.metrics.count(endpoint, exc.status)
             return exc.response()
+        if admitted is not None:
+            gen_req = _apply(admitted, gen_req)
         self.metrics.in_flight.inc()
         gen = self.backend.submit(gen_req)
         self.metrics.count_outcome(gen.timings.cache, self.cfg.exact_cache or self.cfg.merge_inflight)
-        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
+        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics, admitted)
         if req.stream:
             self.metrics.count(endpoint, 200)
             return reply.stream(req.include_usage)
@@ -152,19 +164,39 @@ class _CompletionHandler:
         return response
 
 
+    def _admit(self, request: Request, gen_req) -> Admitted | None:
+        """The admission decision (raises the refusal), or None when admission is off."""
+        if self.admission is None:
+            return None
+        return self.admission.admit(request.headers.get("authorization"), gen_req.max_tokens)
+
+
+def _apply(admitted: Admitted, req):
+    """The request as admitted: its tier's priority, and the degraded max_tokens if any."""
+    if admitted.max_tokens is None:
+        return dataclasses.replace(req, priority=admitted.priority)
+    cap = admitted.max_tokens
+    return dataclasses.replace(req, priority=admitted.priority, max_tokens=cap, min_tokens=min(req.min_tokens, cap))
+
+
 class _Reply:
     """One response to one generation, in either shape."""
 
-    def __init__(self, gen: Generation, factory: ObjectFactory, prompt_tokens: int, metrics: ServerMetrics):
+    def __init__(self, gen: Generation, factory: ObjectFactory, prompt_tokens: int, metrics: ServerMetrics,
+                 admitted: Admitted | None = None):
         self.gen = gen
         self.factory = factory
         self.prompt_tokens = prompt_tokens
         self.metrics = metrics
+        self.admitted = admitted
         self._first_sent = False
 
     def _final_timings(self) -> dict:
-        """The `servelab` object of a finished generation, also recorded in the metrics."""
+        """The `servelab` object of a finished generation, also recorded in the metrics;
+        with admission on, it also says the request's `tier` and `degraded` (None or how)."""
         timings = self.gen.timings.as_dict(self.prompt_tokens, self.gen.output_tokens)
+        if self.admitted is not None:
+            timings.update(tier=self.admitted.tier, degraded=self.admitted.degraded)
         if timings["cache"] in ("miss", "bypass"):  # the histograms describe generations run
             self.metrics.observe_done(timings)
         return timings

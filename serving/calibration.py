@@ -42,6 +42,9 @@ class CalibrationBackend:
     def submit(self, request: GenRequest) -> Generation:
         return CalibrationGeneration(request=request, backend=self)
 
+    def waiting(self) -> int:
+        return 0  # every stream starts at once: nothing ever waits
+
     def write_log(self, record: dict) -> None:
         """One line per request, flushed at once: a killed server loses no finished request."""
         if self._log is not None:

@@ -1,4 +1,4 @@
-"""The engine: one worker thread runs generations in arrival (FIFO) order.
+"""The engine: one worker thread runs generations in priority order (FIFO within one).
 
 With `batching="none"` it runs them one at a time (below); with "static" or "continuous"
 the same thread runs `serving.batching.BatchLoop`, which decodes many at once.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 
@@ -23,6 +22,7 @@ import torch
 from servelab.config import ServerConfig
 from serving import sampling, tokenizer
 from serving.generation import Event, GenRequest, Generation
+from serving.jobqueue import JobQueue
 from serving.model import build_model
 from serving.stops import StopMatcher
 
@@ -56,7 +56,7 @@ class Engine:
         self.batched = cfg.batching != "none"
         self.cache = self.model.new_cache(batch=cfg.max_batch_size if self.batched else 1)
         self.banned = ~sampling.allowed_mask(cfg.device)
-        self.jobs: queue.Queue[EngineGeneration | None] = queue.Queue()
+        self.jobs = JobQueue()  # EngineGeneration, or None to stop
         self.closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._current: EngineGeneration | None = None
@@ -91,6 +91,10 @@ class Engine:
         gen = EngineGeneration(request, asyncio.get_running_loop())
         self.jobs.put(gen)
         return gen
+
+    def waiting(self) -> int:
+        """Requests queued and not yet taken by the worker (cancelled ones until skipped)."""
+        return self.jobs.qsize()
 
     def _work(self) -> None:
         torch.set_num_threads(self.cfg.threads)  # per thread under OpenMP

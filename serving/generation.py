@@ -28,6 +28,7 @@ class GenRequest:
     stop: tuple[str, ...] = ()
     t_recv_ns: int = 0
     endpoint: str = "completions"  # or "chat": part of the result-cache key
+    priority: int = 0  # the wait queue serves lower numbers first (the tier's priority)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class Backend(Protocol):
 
     def submit(self, request: GenRequest) -> Generation:
         """Queue a request; called on the event loop thread."""
+
+    def waiting(self) -> int:
+        """Requests queued and not yet started (admission control bounds this)."""
 
     def close(self) -> None:
         """Stop: cancel what is running, release threads and files."""

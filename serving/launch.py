@@ -55,6 +55,7 @@ def launch(cfg: ServerConfig, timeout_s: float = 60.0, env: dict | None = None) 
     """Start a server for `cfg` and return once it accepts connections."""
     stderr_file = tempfile.TemporaryFile()
     argv = [sys.executable, "-m", "serving", "--config-json", cfg.model_dump_json()]
+    env = cfg.child_env(os.environ if env is None else env)  # api_keys travel here, never in argv
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_file, env=env)
     line = _read_line(proc, timeout_s)
     if line is None or not line.startswith(READY_PREFIX):

@@ -29,6 +29,10 @@ class ServerMetrics:
                                    "result levers; hits and merged followers run none)", registry=r)
         self.cache = Counter("servelab_cache_requests", "Requests by result-lever outcome: exact (cache hit), "
                              "merged (follower), miss (ran), bypass (not deterministic)", ["outcome"], registry=r)
+        self.admission = Counter("servelab_admission_requests", "Admission outcomes by tier: admitted, degraded, "
+                                 "rate_limited (429), rejected (503 overloaded), unauthorized (401)",
+                                 ["tier", "outcome"], registry=r)
+        self.queue_depth = Gauge("servelab_queue_depth", "Requests waiting for the engine", registry=r)
         self.ttft = Histogram("servelab_ttft_seconds", "Request received to first chunk sent", buckets=_BUCKETS, registry=r)
 
     def count(self, endpoint: str, status: int) -> None:
@@ -40,6 +44,9 @@ class ServerMetrics:
             self.generations.inc()
         if levers:
             self.cache.labels(outcome=outcome).inc()
+
+    def count_admission(self, tier: str, outcome: str) -> None:
+        self.admission.labels(tier=tier, outcome=outcome).inc()
 
     def count_tokens(self, prompt_tokens: int, output_tokens: int) -> None:
         """Work done by one request, finished or abandoned."""

@@ -65,5 +65,6 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 
 def timing_headers(servelab: dict) -> dict[str, str]:
-    """The `servelab` object as x-servelab-queue-ms, x-servelab-batch-size, ... headers."""
-    return {"x-servelab-" + k.replace("_", "-"): str(v) for k, v in servelab.items()}
+    """The `servelab` object as x-servelab-queue-ms, x-servelab-batch-size, ... headers
+    (fields that are None, e.g. `degraded` of a request served in full, are left out)."""
+    return {"x-servelab-" + k.replace("_", "-"): str(v) for k, v in servelab.items() if v is not None}

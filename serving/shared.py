@@ -127,6 +127,9 @@ class SharedBackend:
     def close(self) -> None:
         self.inner.close()
 
+    def waiting(self) -> int:
+        return self.inner.waiting()
+
     def submit(self, request: GenRequest) -> Generation:
         key = request_key(request)
         if key is None:
