@@ -57,6 +57,7 @@ class Step:
         self.load = spec.load
         self.producer = spec.producer
         self.target, self.bodies, self.spool = target, bodies, spool
+        self.pick_target: Callable[[], Target] = lambda: target  # tiered load: a tier's key per request
         self.on_record = on_record
         self.go = Event()  # set at t0: every user starts then
         self.stopped = Event()  # no more requests will be issued
@@ -125,7 +126,7 @@ class Step:
         data, prompt_tokens, max_tokens = body if body is not None else self.bodies.next_body()
         rid = req_id(self.producer, seq)
         rec = new_record(rid, self.producer, user_id, t_sched_ns, max_tokens, prompt_tokens)
-        head = self.target.head(self.bodies.path, rid, len(data))
+        head = self.pick_target().head(self.bodies.path, rid, len(data))
         me = gevent.getcurrent()
         self.inflight.add(me)  # (already there when started by `spawn_send`)
         try:

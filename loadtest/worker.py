@@ -36,6 +36,7 @@ from loadtest.record import new_record
 from loadtest.spec import WorkerSpec
 from loadtest.spool import SpoolWriter
 from loadtest.step import Step
+from loadtest.tiers import TierPicker, keys_for
 from loadtest.user import ClosedLoopUser, OpenLoopUser, bind
 
 PROGRESS_EVERY_S = 0.5
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = WorkerSpec.model_validate_json(Path(args.spec).read_bytes())
         target = Target(spec.target_url, _api_key(spec))
+        tiered = _tier_targets(spec)
         bodies, trace_t_s = _bodies(spec)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {where}: {first['msg']}")
     except (OSError, ValueError) as exc:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {_one_line(exc)}")
-    code = warm_up(target, spec)
+    code = warm_up(next(iter(tiered.values())) if tiered else target, spec)
     if code != contract.EXIT_OK:
         return code
     try:
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     with spool:
         step = Step(spec, target, bodies, spool)
         step.trace_t_s = trace_t_s
+        if tiered:
+            step.pick_target = TierPicker(spec.load.tier_mix, tiered, spec.load.seed, spec.producer).pick
         user_class = bind(ClosedLoopUser if spec.load.mode == "closed" else OpenLoopUser, step)
         env = Environment(user_classes=[user_class])
         step.on_record = locust_reporter(env, bodies.path)
@@ -82,12 +86,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _api_key(spec: WorkerSpec) -> str | None:
     """The bearer token, read from the environment so it is never in a file or a record."""
-    if spec.api_key_env is None:
+    name = spec.api_key_env or spec.load.api_key_env
+    if name is None:
         return None
-    key = os.environ.get(spec.api_key_env)
+    key = os.environ.get(name)
     if not key:
-        raise ValueError(f"api_key_env names {spec.api_key_env}, which is not set")
+        raise ValueError(f"api_key_env names {name}, which is not set")
     return key
+
+
+def _tier_targets(spec: WorkerSpec) -> dict[str, Target]:
+    """Tiered load: one Target (request head) per tier, each with its tier's key."""
+    if not spec.load.tier_mix:
+        return {}
+    keys = keys_for(spec.load.tier_mix, os.environ)
+    return {tier: Target(spec.target_url, key) for tier, key in keys.items()}
 
 
 def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:

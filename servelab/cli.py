@@ -25,6 +25,14 @@ StoreOpt = Annotated[
     str, typer.Option("--store", envvar=f"{ENV_PREFIX}STORE", help="DuckDB store file")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+# Admission levers (serving/admission.py), shared by `serve` and `run`.
+TIERS_HELP = 'tiers by API key: NAME:PRIORITY[:rate=R][:burst=B][:protected],..., e.g. "high:0:protected,low:1:rate=5"'
+DEFAULT_TIER_HELP = "tier of requests with no or an unknown key (default: such requests get 401)"
+MAX_QUEUE_HELP = "requests waiting for the engine beyond which unprotected tiers get 503"
+OVERLOAD_HELP = "reject, or degrade (unprotected requests get --degrade-max-tokens from --degrade-queue)"
+DEGRADE_QUEUE_HELP = "degrade: queue depth where degrading starts (default max-queue / 2)"
+DEGRADE_TOKENS_HELP = "degrade: max_tokens of a degraded request"
+KEYS_FILE_HELP = "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS to that JSON)"
 
 
 def _slo(text: str | None):
@@ -78,11 +86,22 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(help="exact result cache (deterministic requests)")] = False,
     merge_inflight: Annotated[bool, typer.Option(help="merge identical in-flight requests")] = False,
+    tiers: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=TIERS_HELP)] = None,
+    default_tier: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=DEFAULT_TIER_HELP)] = None,
+    max_queue: Annotated[int | None, typer.Option(rich_help_panel="Admission", help=MAX_QUEUE_HELP)] = None,
+    overload: Annotated[str, typer.Option(rich_help_panel="Admission", help=OVERLOAD_HELP)] = "reject",
+    degrade_queue: Annotated[int | None, typer.Option(rich_help_panel="Admission", help=DEGRADE_QUEUE_HELP)] = None,
+    degrade_max_tokens: Annotated[int, typer.Option(rich_help_panel="Admission", help=DEGRADE_TOKENS_HELP)] = 16,
+    api_keys_file: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=KEYS_FILE_HELP)] = None,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
     Example: servelab serve --port 0 --model small --batching continuous --precision int8
+
+    Tiers: SERVELAB_API_KEYS='{"sk-a": "high"}' servelab serve --tiers "high:0:protected,low:1:rate=5"
+    --default-tier low --max-queue 16
     """
+    from servelab.admission_flags import admission_fields
     from servelab.config import ServerConfig
     from servelab.errors import UserError
 
@@ -90,7 +109,9 @@ def serve(
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
                        calib_itl_ms=calib_itl_ms, batching=batching,
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       exact_cache=exact_cache, merge_inflight=merge_inflight)
+                       exact_cache=exact_cache, merge_inflight=merge_inflight,
+                       **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
+                                          degrade_max_tokens, api_keys_file))
     from serving.server import run_server
 
     try:
@@ -145,6 +166,17 @@ def run(
     gpu_devices: Annotated[str | None, typer.Option(rich_help_panel="Profilers", 
         help="GPU indices to sample, e.g. 0,1 (default: all)")] = None,
     workers: Annotated[int, typer.Option(rich_help_panel="Load", help="load-generator processes, each sending its shard")] = 1,
+    tier_mix: Annotated[str | None, typer.Option(rich_help_panel="Load",
+        help='share of requests per tier, e.g. "high:0.2,low:0.8"; keys from SERVELAB_API_KEYS')] = None,
+    api_key_env: Annotated[str | None, typer.Option(rich_help_panel="Load",
+        help="env var holding a bearer token for every request, e.g. OPENAI_API_KEY")] = None,
+    tiers: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=TIERS_HELP)] = None,
+    default_tier: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=DEFAULT_TIER_HELP)] = None,
+    max_queue: Annotated[int | None, typer.Option(rich_help_panel="Built-in server", help=MAX_QUEUE_HELP)] = None,
+    overload: Annotated[str, typer.Option(rich_help_panel="Built-in server", help=OVERLOAD_HELP)] = "reject",
+    degrade_queue: Annotated[int | None, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_QUEUE_HELP)] = None,
+    degrade_max_tokens: Annotated[int, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_TOKENS_HELP)] = 16,
+    api_keys_file: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=KEYS_FILE_HELP)] = None,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -154,6 +186,7 @@ def run(
 
     Trace replay: servelab run --trace data/traces/AzureLLMInferenceTrace_conv.csv --time-scale 60 --duration 60
     """
+    from servelab.admission_flags import admission_fields, parse_mix
     from servelab.config import RunConfig, SamplerConfig, ServerConfig
     from servelab.load_flags import build_load
 
@@ -162,12 +195,14 @@ def run(
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
-        endpoint=endpoint, repeat_rate=repeat_rate,
+        endpoint=endpoint, repeat_rate=repeat_rate, tier_mix=parse_mix(tier_mix), api_key_env=api_key_env,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
-                          exact_cache=exact_cache, merge_inflight=merge_inflight)
+                          exact_cache=exact_cache, merge_inflight=merge_inflight,
+                          **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
+                                             degrade_max_tokens, api_keys_file))
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

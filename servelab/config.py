@@ -164,6 +164,20 @@ class LoadConfig(_Model):
                                "this worker's last 32 prompts (exact-cache hits on the target)")
     seed: int = 0
     model: str | None = Field(None, description="model name sent to the target")
+    # Tiered traffic (loadtest/tiers.py): each request carries the key of a tier drawn with
+    # these shares; the keys come from SERVELAB_API_KEYS (key -> tier) in the load
+    # generator's environment, never from this config, so they are never stored.
+    tier_mix: dict[str, float] | None = Field(None, description="tier -> share of requests, "
+                                              "e.g. {high: 0.2, low: 0.8}")
+    api_key_env: str | None = Field(None, description="name of an env var holding one bearer token "
+                                    "for every request (external targets)")
+
+    @field_validator("tier_mix")
+    @classmethod
+    def _shares(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None and (not v or any(s < 0 for s in v.values()) or sum(v.values()) <= 0):
+            raise ValueError("tier_mix needs at least one tier and shares >= 0 that sum above 0")
+        return v
 
     @model_validator(mode="after")
     def _mode_matches(self) -> LoadConfig:
@@ -187,6 +201,8 @@ class LoadConfig(_Model):
             return "steps arrivals need rate_steps: [(rate, seconds), ...]"
         if self.rate_steps and any(r < 0 or s <= 0 for r, s in self.rate_steps):
             return "rate_steps: each rate must be >= 0 and each duration > 0 seconds"
+        if self.tier_mix and self.api_key_env:
+            return "give either tier_mix (keys per tier) or api_key_env (one key), not both"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
         return None

@@ -93,7 +93,7 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
     with open_target(cfg) as target:
         url = target.url
         base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
-                "spool_dir": str(spool)}
+                "spool_dir": str(spool), "api_key_env": load.api_key_env}
         spec_paths = write_specs(base, load, cfg.workers, Path(spool))
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup)
