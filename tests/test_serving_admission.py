@@ -1,0 +1,295 @@
+"""Admission control: tiers by API key, token buckets, the bounded queue, reject/degrade,
+priority order; and that keys never leave the server (health, metrics, logs, argv, store).
+
+Pure parts (bucket, queue, key loading, flags, config dumps) are tested directly; the rest
+against real server processes on 127.0.0.1 (tiny model, one request at a time, so a long
+streaming "blocker" holds the engine while others queue behind it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from servelab.admission_flags import parse_mix, parse_tiers
+from servelab.config import RunConfig, ServerConfig
+from servelab.errors import UserError
+from serving.admission import TokenBucket, bearer, load_api_keys
+from serving.generation import GenRequest
+from serving.jobqueue import JobQueue
+from serving.launch import launch
+
+HIGH_KEY, LIMITED_KEY, LOW_KEY = "sk-high-7f3a9c", "sk-limited-b41e02", "sk-low-c9d8e7"
+KEYS = {HIGH_KEY: "high", LIMITED_KEY: "limited", LOW_KEY: "low"}
+
+
+# --- pure parts ------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_token_bucket_allows_a_burst_then_says_when_the_next_token_comes():
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2.0, burst=3.0, clock=clock)
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(0.5)
+    clock.t += 0.25
+    assert bucket.take() == pytest.approx(0.25)  # half a token refilled
+    clock.t += 0.25
+    assert bucket.take() == 0.0
+    clock.t += 100  # refills up to the burst, never beyond
+    assert [bucket.take() for _ in range(4)][-1] == pytest.approx(0.5)
+
+
+def _gen(priority: int, name: str):
+    class Gen:
+        request = GenRequest(prompt_ids=[1], max_tokens=1, priority=priority)
+    Gen.name = name
+    return Gen
+
+
+def test_job_queue_serves_lower_priority_first_fifo_within_one_and_shutdown_last():
+    q = JobQueue()
+    for prio, name in [(1, "low-a"), (1, "low-b"), (0, "high-a"), (None, "stop"), (0, "high-b"), (1, "low-c")]:
+        q.put(None if prio is None else _gen(prio, name))
+    assert q.qsize() == 6
+    taken = [q.get_nowait() for _ in range(6)]
+    assert [g.name if g else None for g in taken] == ["high-a", "high-b", "low-a", "low-b", "low-c", None]
+
+
+def test_api_keys_come_from_a_toml_file_the_environment_and_the_config(tmp_path):
+    f = tmp_path / "keys.toml"
+    f.write_text('"sk-file" = "low"\n"sk-both" = "low"\n')
+    cfg = ServerConfig(tiers={"high": {}, "low": {"priority": 1}}, api_keys_file=str(f),
+                       api_keys={"sk-inline": "high"})
+    env = {"SERVELAB_API_KEYS": json.dumps({"sk-env": "high", "sk-both": "high"})}
+    assert load_api_keys(cfg, env) == {"sk-file": "low", "sk-both": "high", "sk-env": "high", "sk-inline": "high"}
+
+
+def test_api_keys_errors_never_name_a_key(tmp_path):
+    cfg = ServerConfig(tiers={"high": {}})
+    with pytest.raises(ValueError) as err:
+        load_api_keys(cfg, {"SERVELAB_API_KEYS": json.dumps({"sk-wrong-tier-123": "gold"})})
+    assert "gold" in str(err.value) and "sk-wrong" not in str(err.value)
+    bad = tmp_path / "keys.json"
+    bad.write_text('{"sk-broken-456": ')
+    with pytest.raises(ValueError) as err:
+        load_api_keys(cfg.model_copy(update={"api_keys_file": str(bad)}), {})
+    assert "sk-broken" not in str(err.value)
+
+
+def test_bearer_header():
+    assert bearer("Bearer abc") == "abc"
+    assert bearer("bearer  abc ") == "abc"
+    assert bearer("Basic abc") is None
+    assert bearer("Bearer ") is None
+    assert bearer(None) is None
+
+
+def test_api_keys_are_never_dumped_nor_in_repr():
+    cfg = RunConfig(server=ServerConfig(tiers={"high": {}}, api_keys={HIGH_KEY: "high"}, default_tier="high"))
+    assert HIGH_KEY not in cfg.model_dump_json()
+    assert HIGH_KEY not in json.dumps(cfg.model_dump(mode="json"))
+    assert HIGH_KEY not in repr(cfg) and HIGH_KEY not in str(cfg)
+    # ...but they reach a launched server through its environment
+    assert json.loads(cfg.server.child_env({})["SERVELAB_API_KEYS"]) == {HIGH_KEY: "high"}
+
+
+def test_config_checks_tiers_named_by_default_tier_and_keys():
+    with pytest.raises(ValueError, match="default_tier"):
+        ServerConfig(tiers={"high": {}}, default_tier="gold")
+    with pytest.raises(ValueError) as err:
+        ServerConfig(tiers={"high": {}}, api_keys={"sk-x-999": "gold"})
+    assert "sk-x-999" not in err.value.errors()[0]["msg"]  # what the CLI and server print
+
+
+def test_tier_flags_parse_and_bad_ones_are_user_errors():
+    assert parse_tiers("high:0:protected,low:1:rate=5:burst=10") == {
+        "high": {"priority": 0, "protected": True}, "low": {"priority": 1, "rate": 5.0, "burst": 10.0}}
+    assert parse_mix("high:0.2,low:0.8") == {"high": 0.2, "low": 0.8}
+    for bad in ("high", "high:x", "high:0:fast", "high:0,high:1"):
+        with pytest.raises(UserError):
+            parse_tiers(bad)
+    with pytest.raises(UserError):
+        parse_mix("high=0.2")
+
+
+# --- real servers ----------------------------------------------------------------------
+
+def _depth(client: httpx.Client) -> float:
+    return float(re.search(r"^servelab_queue_depth (\S+)$", client.get("/metrics").text, re.M).group(1))
+
+
+def _wait_depth(client: httpx.Client, n: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _depth(client) != n:
+        assert time.monotonic() < deadline, f"queue depth never reached {n}"
+        time.sleep(0.01)
+
+
+def _post(client: httpx.Client, key: str | None = None, max_tokens: int = 8, **body) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return client.post("/v1/completions", json={"prompt": "hi", "max_tokens": max_tokens, "ignore_eos": True,
+                                                 **body}, headers=headers)
+
+
+@contextmanager
+def blocker(url: str, key: str | None = None):
+    """A long streaming request that holds the engine (batching none) until the block ends;
+    leaving closes the connection, which cancels it."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"prompt": "block", "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    with httpx.Client(base_url=url, timeout=60) as c, c.stream("POST", "/v1/completions", json=body,
+                                                                   headers=headers) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()  # kept: a dropped iterator would close the stream at once
+        next(lines)  # a first token: it is running, nothing waits
+        yield
+
+
+class Background:
+    """Requests sent from threads; `results` in completion order: (name, response)."""
+
+    def __init__(self, url: str):
+        self.url, self.results, self.threads = url, [], []
+        self.lock = threading.Lock()
+
+    def send(self, name: str, key: str | None, max_tokens: int = 8) -> None:
+        def go():
+            with httpx.Client(base_url=self.url, timeout=120) as c:
+                r = _post(c, key, max_tokens)
+            with self.lock:
+                self.results.append((name, r))
+        t = threading.Thread(target=go)
+        t.start()
+        self.threads.append(t)
+
+    def join(self) -> dict[str, httpx.Response]:
+        for t in self.threads:
+            t.join(120)
+        return dict(self.results)
+
+
+@pytest.fixture(scope="module")
+def reject_server():
+    cfg = ServerConfig(model="tiny", max_context=4200, tiers={
+        "high": {"priority": 0, "protected": True}, "low": {"priority": 1},
+        "limited": {"priority": 1, "rate": 0.5, "burst": 2}},
+        api_keys=KEYS, default_tier="low", max_queue=1)
+    with launch(cfg) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield server, client
+
+
+@pytest.fixture(scope="module")
+def degrade_server():
+    cfg = ServerConfig(model="tiny", max_context=4200, tiers={
+        "high": {"priority": 0, "protected": True}, "low": {"priority": 1}},
+        api_keys={HIGH_KEY: "high", LOW_KEY: "low"}, overload="degrade", degrade_queue=1, max_queue=4,
+        degrade_max_tokens=3)
+    with launch(cfg) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield server, client
+
+
+def test_tier_comes_from_the_bearer_key_and_unknown_keys_get_the_default(reject_server):
+    _, client = reject_server
+    assert _post(client, HIGH_KEY).json()["servelab"]["tier"] == "high"
+    assert _post(client).json()["servelab"]["tier"] == "low"
+    assert _post(client, "sk-nobody-knows").json()["servelab"]["tier"] == "low"
+    r = _post(client, HIGH_KEY)
+    assert r.headers["x-servelab-tier"] == "high" and "x-servelab-degraded" not in r.headers
+    assert r.json()["servelab"]["degraded"] is None
+
+
+def test_empty_bucket_is_429_with_retry_after_and_json_then_refills(reject_server):
+    _, client = reject_server
+    assert [_post(client, LIMITED_KEY).status_code for _ in range(2)] == [200, 200]  # the burst
+    r = _post(client, LIMITED_KEY)
+    assert r.status_code == 429
+    retry = int(r.headers["retry-after"])
+    assert 1 <= retry <= 2  # 0.5 tokens/s: at most 2 s to the next one
+    err = r.json()["error"]
+    assert err["code"] == "rate_limit_exceeded" and err["tier"] == "limited"
+    assert err["reason"] == "rate_limit_exceeded" and LIMITED_KEY not in r.text
+    assert _post(client, HIGH_KEY).status_code == 200  # other tiers are not limited
+    time.sleep(retry + 0.2)
+    assert _post(client, LIMITED_KEY).status_code == 200
+
+
+def test_full_queue_rejects_unprotected_admits_protected_and_serves_it_first(reject_server):
+    server, client = reject_server
+    bg = Background(server.url)
+    with blocker(server.url):
+        bg.send("low-queued", None)
+        _wait_depth(client, 1)
+        r = _post(client, LOW_KEY)  # max_queue 1 is full
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        err = r.json()["error"]
+        assert (err["code"], err["tier"], err["reason"]) == ("overloaded", "low", "overloaded")
+        bg.send("high", HIGH_KEY)  # protected: admitted beyond the bound, ahead of the low one
+        _wait_depth(client, 2)
+    done = bg.join()
+    assert {name: r.status_code for name, r in done.items()} == {"low-queued": 200, "high": 200}
+    assert [name for name, _ in bg.results] == ["high", "low-queued"]
+    queue_ms = {name: r.json()["servelab"]["queue_ms"] for name, r in done.items()}
+    assert queue_ms["high"] < queue_ms["low-queued"]
+    metrics = client.get("/metrics").text
+    assert 'servelab_admission_requests_total{outcome="rejected",tier="low"}' in metrics
+    assert 'servelab_admission_requests_total{outcome="admitted",tier="high"}' in metrics
+
+
+def test_keys_never_leave_the_server(reject_server):
+    server, client = reject_server
+    _post(client, HIGH_KEY), _post(client, LIMITED_KEY), _post(client, "sk-unknown-000")
+    seen = {
+        "health": client.get("/health").text,
+        "metrics": client.get("/metrics").text,
+        "stderr": server.stderr_text(),
+        "argv": open(f"/proc/{server.proc.pid}/cmdline").read(),
+    }
+    for where, text in seen.items():
+        for key in [*KEYS, "sk-unknown-000"]:
+            assert key not in text, f"a key is in the server's {where}"
+    assert 'tier="high"' in seen["metrics"]
+
+
+def test_missing_or_unknown_key_is_401_without_a_default_tier(degrade_server):
+    _, client = degrade_server
+    for key in (None, "sk-made-up-31337"):
+        r = _post(client, key)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "invalid_api_key" and "sk-made-up" not in r.text
+    assert _post(client, LOW_KEY).status_code == 200
+
+
+def test_degrade_caps_max_tokens_of_unprotected_requests_and_says_so(degrade_server):
+    server, client = degrade_server
+    bg = Background(server.url)
+    with blocker(server.url, LOW_KEY):
+        bg.send("low-first", LOW_KEY, max_tokens=20)  # depth 0: served in full
+        _wait_depth(client, 1)
+        bg.send("low-degraded", LOW_KEY, max_tokens=20)  # depth 1 = degrade_queue
+        _wait_depth(client, 2)
+        bg.send("high", HIGH_KEY, max_tokens=20)  # protected: never degraded
+        _wait_depth(client, 3)
+    done = bg.join()
+    body = {name: r.json() for name, r in done.items()}
+    assert body["low-first"]["servelab"]["degraded"] is None
+    assert body["low-first"]["usage"]["completion_tokens"] == 20
+    assert body["low-degraded"]["servelab"]["degraded"] == "max_tokens"
+    assert body["low-degraded"]["usage"]["completion_tokens"] == 3
+    assert done["low-degraded"].headers["x-servelab-degraded"] == "max_tokens"
+    assert body["high"]["servelab"]["degraded"] is None and body["high"]["usage"]["completion_tokens"] == 20
+    assert 'servelab_admission_requests_total{outcome="degraded",tier="low"} 1.0' in client.get("/metrics").text
