@@ -293,3 +293,35 @@ def test_degrade_caps_max_tokens_of_unprotected_requests_and_says_so(degrade_ser
     assert done["low-degraded"].headers["x-servelab-degraded"] == "max_tokens"
     assert body["high"]["servelab"]["degraded"] is None and body["high"]["usage"]["completion_tokens"] == 20
     assert 'servelab_admission_requests_total{outcome="degraded",tier="low"} 1.0' in client.get("/metrics").text
+
+
+# --- a whole run -----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_tiered_run_records_every_outcome_and_stores_no_key(cli, tmp_path):
+    """`servelab run` with two tiers: the load generator sends each tier's key (from the
+    environment), the low tier is rate-limited, every request is stored with its outcome
+    and tier, and no key is in the output, the store or any file the run left behind."""
+    store = tmp_path / "s.duckdb"
+    keys = {"sk-run-high-5ec2e7": "high", "sk-run-low-90ab1f": "low"}
+    res = cli("run", "--calibration", "--rate", "20", "--duration", "4", "--max-tokens", "4",
+              "--tiers", "high:0:protected,low:1:rate=2:burst=2", "--tier-mix", "high:0.3,low:0.7",
+              "--gpu-sampling", "off", "--store", str(store), "--json",
+              env={"SERVELAB_API_KEYS": json.dumps(keys)})
+    assert res.returncode == 0, res.stderr
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.sql("SELECT status, http_status, server->>'tier', error FROM requests").fetchall()
+        config = con.sql("SELECT config FROM runs").fetchall()[0][0]
+    tiers = [t if t else json.loads(err)["error"]["tier"] for _, _, t, err in rows]
+    outcomes = {(s, code) for s, code, _, _ in rows}
+    assert outcomes <= {("ok", 200), ("http_error", 429)} and ("http_error", 429) in outcomes
+    assert {t for (s, _, _, _), t in zip(rows, tiers) if s != "ok"} == {"low"}  # only the limited tier
+    assert {"high", "low"} <= set(tiers)
+    assert json.loads(config)["load"]["tier_mix"] == {"high": 0.3, "low": 0.7}
+    blobs = [res.stdout, res.stderr, config, *(p.read_bytes().decode("utf-8", "replace")
+                                               for p in tmp_path.rglob("*") if p.is_file() and p != store)]
+    blobs.append(store.read_bytes().decode("latin-1"))
+    for key in keys:
+        assert all(key not in blob for blob in blobs)
