@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from servelab.admission_flags import parse_mix, parse_tiers
-from servelab.config import RunConfig, ServerConfig
+from loadtest.tiers import TierPicker, keys_for
+from servelab.config import LoadConfig, RunConfig, ServerConfig
 from servelab.errors import UserError
 from serving.admission import TokenBucket, bearer, load_api_keys
 from serving.generation import GenRequest
@@ -123,6 +124,28 @@ def test_tier_flags_parse_and_bad_ones_are_user_errors():
             parse_tiers(bad)
     with pytest.raises(UserError):
         parse_mix("high=0.2")
+
+
+def test_tier_mix_draws_tiers_with_their_shares_reproducibly_per_producer():
+    mix = {"high": 0.2, "low": 0.8, "off": 0.0}
+    items = {"high": "H", "low": "L", "off": "O"}
+    picker = TierPicker(mix, items, seed=0, producer="w0")
+    draws = [picker.pick() for _ in range(5000)]
+    assert "O" not in draws and 0.17 < draws.count("H") / len(draws) < 0.23
+    again = TierPicker(mix, items, seed=0, producer="w0")
+    assert [again.pick() for _ in range(5000)] == draws
+    other = TierPicker(mix, items, seed=0, producer="w1")
+    assert [other.pick() for _ in range(50)] != draws[:50]
+
+
+def test_tier_keys_come_from_the_environment_and_a_missing_one_names_no_key():
+    env = {"SERVELAB_API_KEYS": json.dumps({"sk-b": "high", "sk-a": "high", "sk-c": "low"})}
+    assert keys_for({"high": 1, "low": 1}, env) == {"high": "sk-a", "low": "sk-c"}
+    with pytest.raises(ValueError) as err:
+        keys_for({"gold": 1}, env)
+    assert "gold" in str(err.value) and "sk-" not in str(err.value)
+    with pytest.raises(ValueError, match="tier_mix"):
+        LoadConfig(tier_mix={"high": 0.0})
 
 
 # --- real servers ----------------------------------------------------------------------
