@@ -348,3 +348,24 @@ def test_tiered_run_records_every_outcome_and_stores_no_key(cli, tmp_path):
     blobs.append(store.read_bytes().decode("latin-1"))
     for key in keys:
         assert all(key not in blob for blob in blobs)
+
+
+@pytest.mark.parametrize("batching", ["static", "continuous"])
+def test_batched_modes_take_the_wait_queue_in_priority_order(batching):
+    """One row (max_batch_size 1) held by a blocker: two low requests queue, then a high
+    one; when the row frees, the high one joins first, then the lows in arrival order."""
+    cfg = ServerConfig(model="tiny", max_context=4200, batching=batching, max_batch_size=1, max_wait_ms=0,
+                       tiers={"high": {"priority": 0}, "low": {"priority": 5}},
+                       api_keys={HIGH_KEY: "high"}, default_tier="low")
+    with launch(cfg) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        bg = Background(server.url)
+        with blocker(server.url):
+            bg.send("low-1", None)
+            _wait_depth(client, 1)
+            bg.send("low-2", None)
+            _wait_depth(client, 2)
+            bg.send("high", HIGH_KEY)
+            _wait_depth(client, 3)
+        done = bg.join()
+    assert all(r.status_code == 200 for r in done.values())
+    assert [name for name, _ in bg.results] == ["high", "low-1", "low-2"]
