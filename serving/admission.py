@@ -13,6 +13,8 @@ Per request, on the event-loop thread, before it is queued for the engine:
    `Retry-After`; with `overload="degrade"`, from `degrade_queue` (default max_queue // 2)
    the request is admitted with `max_tokens` capped to `degrade_max_tokens` (less work
    per request, so the queue drains faster), recorded as `degraded: "max_tokens"`.
+   A request the exact cache can answer (`cached`) never queues, so overload never
+   refuses or degrades it: its cached answer is served in full.
 
 Protected tiers are never refused for overload: they queue ahead of the others (the
 engine's wait queue is ordered by tier priority), so their latency holds while the
@@ -139,27 +141,28 @@ class AdmissionController:
         degrade_at = cfg.degrade_queue if cfg.degrade_queue is not None else (cfg.max_queue or 0) // 2
         self.degrade_at = degrade_at if cfg.overload == "degrade" else None
 
-    def admit(self, authorization: str | None, max_tokens: int) -> Admitted:
-        """The decision for one request; raises `Refused` (counted) when it is not admitted."""
+    def admit(self, authorization: str | None, max_tokens: int, cached: bool = False) -> Admitted:
+        """The decision for one request (`cached`: the exact cache can answer it); raises
+        `Refused` (counted) when it is not admitted."""
         tier = self.keys.get(bearer(authorization) or "", self.default)
         if tier is None:
             self._count("unauthorized", "")
             raise Refused(401, "missing or unknown API key", "invalid_api_key", None)
         try:
-            decision = self._decide(tier, self.tiers[tier], max_tokens)
+            decision = self._decide(tier, self.tiers[tier], max_tokens, cached)
         except Refused as exc:
             self._count(_OUTCOMES[exc.code], tier)
             raise
         self._count("degraded" if decision.degraded else "admitted", tier)
         return decision
 
-    def _decide(self, name: str, tier: TierConfig, max_tokens: int) -> Admitted:
+    def _decide(self, name: str, tier: TierConfig, max_tokens: int, cached: bool) -> Admitted:
         bucket = self.buckets.get(name)
         wait = bucket.take() if bucket is not None else 0.0
         if wait > 0:
             raise Refused(429, f"rate limit of tier {name!r} exceeded ({tier.rate:g} requests/s)",
                           "rate_limit_exceeded", name, max(1, math.ceil(wait)))
-        if tier.protected:
+        if tier.protected or cached:
             return Admitted(name, tier.priority)
         depth = self.waiting()
         if self.cfg.max_queue is not None and depth >= self.cfg.max_queue:

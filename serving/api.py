@@ -168,7 +168,9 @@ class _CompletionHandler:
         """The admission decision (raises the refusal), or None when admission is off."""
         if self.admission is None:
             return None
-        return self.admission.admit(request.headers.get("authorization"), gen_req.max_tokens)
+        cached = getattr(self.backend, "cached", None)
+        return self.admission.admit(request.headers.get("authorization"), gen_req.max_tokens,
+                                    cached=cached is not None and cached(gen_req))
 
 
 def _apply(admitted: Admitted, req):

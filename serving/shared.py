@@ -130,6 +130,12 @@ class SharedBackend:
     def waiting(self) -> int:
         return self.inner.waiting()
 
+    def cached(self, request: GenRequest) -> bool:
+        """Whether the exact cache holds this request's answer now: it would never queue, so
+        admission does not refuse or degrade it for overload."""
+        key = request_key(request)
+        return key is not None and self.cache is not None and self.cache.get(key) is not None
+
     def submit(self, request: GenRequest) -> Generation:
         key = request_key(request)
         if key is None:

@@ -209,7 +209,7 @@ def reject_server():
     cfg = ServerConfig(model="tiny", max_context=4200, tiers={
         "high": {"priority": 0, "protected": True}, "low": {"priority": 1},
         "limited": {"priority": 1, "rate": 0.5, "burst": 2}},
-        api_keys=KEYS, default_tier="low", max_queue=1)
+        api_keys=KEYS, default_tier="low", max_queue=1, exact_cache=True)
     with launch(cfg) as server:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             yield server, client
@@ -253,6 +253,7 @@ def test_empty_bucket_is_429_with_retry_after_and_json_then_refills(reject_serve
 
 def test_full_queue_rejects_unprotected_admits_protected_and_serves_it_first(reject_server):
     server, client = reject_server
+    assert _post(client, LOW_KEY, prompt="cached?", temperature=0).json()["servelab"]["cache"] == "miss"
     bg = Background(server.url)
     with blocker(server.url):
         bg.send("low-queued", None)
@@ -261,6 +262,9 @@ def test_full_queue_rejects_unprotected_admits_protected_and_serves_it_first(rej
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
         err = r.json()["error"]
         assert (err["code"], err["tier"], err["reason"]) == ("overloaded", "low", "overloaded")
+        cached = _post(client, LOW_KEY, prompt="cached?", temperature=0)  # the cache can answer it:
+        assert cached.status_code == 200 and cached.json()["servelab"]["cache"] == "exact"  # never refused
+        assert _post(client, LOW_KEY, prompt="not cached", temperature=0).status_code == 503
         bg.send("high", HIGH_KEY)  # protected: admitted beyond the bound, ahead of the low one
         _wait_depth(client, 2)
     done = bg.join()
