@@ -32,6 +32,7 @@ MAX_QUEUE_HELP = "requests waiting for the engine beyond which unprotected tiers
 OVERLOAD_HELP = "reject, or degrade (unprotected requests get --degrade-max-tokens from --degrade-queue)"
 DEGRADE_QUEUE_HELP = "degrade: queue depth where degrading starts (default max-queue / 2)"
 DEGRADE_TOKENS_HELP = "degrade: max_tokens of a degraded request"
+DEGRADE_MODEL_HELP = "degrade: serve degraded requests in full on this smaller model size instead"
 KEYS_FILE_HELP = "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS to that JSON)"
 
 
@@ -92,6 +93,7 @@ def serve(
     overload: Annotated[str, typer.Option(rich_help_panel="Admission", help=OVERLOAD_HELP)] = "reject",
     degrade_queue: Annotated[int | None, typer.Option(rich_help_panel="Admission", help=DEGRADE_QUEUE_HELP)] = None,
     degrade_max_tokens: Annotated[int, typer.Option(rich_help_panel="Admission", help=DEGRADE_TOKENS_HELP)] = 16,
+    degrade_model: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=DEGRADE_MODEL_HELP)] = None,
     api_keys_file: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=KEYS_FILE_HELP)] = None,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
@@ -111,7 +113,7 @@ def serve(
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                        exact_cache=exact_cache, merge_inflight=merge_inflight,
                        **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
-                                          degrade_max_tokens, api_keys_file))
+                                          degrade_max_tokens, degrade_model, api_keys_file))
     from serving.server import run_server
 
     try:
@@ -176,6 +178,7 @@ def run(
     overload: Annotated[str, typer.Option(rich_help_panel="Built-in server", help=OVERLOAD_HELP)] = "reject",
     degrade_queue: Annotated[int | None, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_QUEUE_HELP)] = None,
     degrade_max_tokens: Annotated[int, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_TOKENS_HELP)] = 16,
+    degrade_model: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_MODEL_HELP)] = None,
     api_keys_file: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=KEYS_FILE_HELP)] = None,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
@@ -202,7 +205,7 @@ def run(
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
                           exact_cache=exact_cache, merge_inflight=merge_inflight,
                           **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
-                                             degrade_max_tokens, api_keys_file))
+                                             degrade_max_tokens, degrade_model, api_keys_file))
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

@@ -77,16 +77,18 @@ class ServerConfig(_Model):
     degrade_queue: int | None = Field(None, ge=0, description="degrade: queue depth where degrading starts; "
                                       "default max_queue // 2")
     degrade_max_tokens: int = Field(16, ge=1, description="degrade: max_tokens cap of a degraded request")
+    degrade_model: str | None = Field(None, description="degrade: serve degraded requests (in full) on this "
+                                      "smaller model size, a second engine, instead of capping max_tokens")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
     calib_itl_ms: float = Field(10.0, ge=0)
     calib_log: str | None = Field(None, description="JSONL file of true send times")
 
-    @field_validator("model")
+    @field_validator("model", "degrade_model")
     @classmethod
-    def _known_size(cls, v: str) -> str:
-        if v not in MODEL_SIZES:
+    def _known_size(cls, v: str | None) -> str | None:
+        if v is not None and v not in MODEL_SIZES:
             raise ValueError(f"unknown model size {v!r}: choose {', '.join(MODEL_SIZES)}")
         return v
 

@@ -12,7 +12,9 @@ Per request, on the event-loop thread, before it is queued for the engine:
    the engine (`backend.waiting()`): at `max_queue` or more, 503 `overloaded` with
    `Retry-After`; with `overload="degrade"`, from `degrade_queue` (default max_queue // 2)
    the request is admitted with `max_tokens` capped to `degrade_max_tokens` (less work
-   per request, so the queue drains faster), recorded as `degraded: "max_tokens"`.
+   per request, so the queue drains faster), recorded as `degraded: "max_tokens"`; or,
+   with `degrade_model`, it is served in full by a second, smaller model's engine (its
+   own queue), recorded as `degraded: "model"`.
    A request the exact cache can answer (`cached`) never queues, so overload never
    refuses or degrades it: its cached answer is served in full.
 
@@ -170,8 +172,11 @@ class AdmissionController:
                 bucket.tokens += 1.0  # not served: the rate limit does not charge it
             raise Refused(503, f"server overloaded: {depth} requests waiting (max_queue {self.cfg.max_queue})",
                           "overloaded", name, OVERLOAD_RETRY_S)
-        if self.degrade_at is not None and depth >= self.degrade_at and max_tokens > self.cfg.degrade_max_tokens:
-            return Admitted(name, tier.priority, "max_tokens", self.cfg.degrade_max_tokens)
+        if self.degrade_at is not None and depth >= self.degrade_at:
+            if self.cfg.degrade_model is not None:
+                return Admitted(name, tier.priority, "model")
+            if max_tokens > self.cfg.degrade_max_tokens:
+                return Admitted(name, tier.priority, "max_tokens", self.cfg.degrade_max_tokens)
         return Admitted(name, tier.priority)
 
     def _count(self, outcome: str, tier: str) -> None:

@@ -46,10 +46,19 @@ def with_levers(cfg: ServerConfig, backend: Backend) -> Backend:
     return SharedBackend(backend, cfg)
 
 
+def build_degrade_backend(cfg: ServerConfig) -> Backend | None:
+    """The smaller model that serves degraded requests (`degrade_model`), or None."""
+    if cfg.degrade_model is None:
+        return None
+    small = cfg.model_copy(update={"model": cfg.degrade_model})
+    return with_levers(small, build_backend(small))
+
+
 def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     """The app for one setup; builds (and warms) the backend now unless one is given."""
     keys = load_api_keys(cfg) if cfg.admission else {}  # a bad key file fails before the model is built
     backend = with_levers(cfg, backend if backend is not None else build_backend(cfg))
+    degrade_backend = build_degrade_backend(cfg)
     metrics = ServerMetrics()
     waiting = getattr(backend, "waiting", None)
     if waiting is not None:
@@ -59,14 +68,18 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         backend.start()
+        if degrade_backend is not None:
+            degrade_backend.start()
         yield
         backend.close()
+        if degrade_backend is not None:
+            degrade_backend.close()
 
     app = FastAPI(title="servelab reference server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.backend = backend
     app.state.metrics = metrics
     _install_error_handlers(app)
-    handler = _CompletionHandler(cfg, backend, metrics, admission)
+    handler = _CompletionHandler(cfg, backend, metrics, admission, degrade_backend)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -127,11 +140,12 @@ class _CompletionHandler:
     """Both completion endpoints: validate, submit, then stream or collect."""
 
     def __init__(self, cfg: ServerConfig, backend: Backend, metrics: ServerMetrics,
-                 admission: AdmissionController | None = None):
+                 admission: AdmissionController | None = None, degrade_backend: Backend | None = None):
         self.cfg = cfg
         self.backend = backend
         self.metrics = metrics
         self.admission = admission
+        self.degrade_backend = degrade_backend
 
     async def handle(self, request: Request, chat: bool) -> Response:
         t_recv_ns = time.perf_counter_ns()
@@ -144,12 +158,15 @@ class _CompletionHandler:
         except ApiError as exc:
             self.metrics.count(endpoint, exc.status)
             return exc.response()
+        backend, model = self.backend, self.cfg.model
         if admitted is not None:
             gen_req = _apply(admitted, gen_req)
+            if admitted.degraded == "model":
+                backend, model = self.degrade_backend, self.cfg.degrade_model
         self.metrics.in_flight.inc()
-        gen = self.backend.submit(gen_req)
+        gen = backend.submit(gen_req)
         self.metrics.count_outcome(gen.timings.cache, self.cfg.exact_cache or self.cfg.merge_inflight)
-        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics, admitted)
+        reply = _Reply(gen, ObjectFactory(chat, model), prompt_tokens, self.metrics, admitted)
         if req.stream:
             self.metrics.count(endpoint, 200)
             return reply.stream(req.include_usage)

@@ -373,3 +373,24 @@ def test_batched_modes_take_the_wait_queue_in_priority_order(batching):
         done = bg.join()
     assert all(r.status_code == 200 for r in done.values())
     assert [name for name, _ in bg.results] == ["high", "low-1", "low-2"]
+
+
+def test_degrade_to_a_smaller_model_serves_in_full_while_the_big_one_is_busy():
+    """With degrade_model, a degraded request runs on the second (smaller) engine: it is
+    answered in full, by that model, while the main engine is still held by the blocker."""
+    cfg = ServerConfig(model="small", degrade_model="tiny", max_context=4200,
+                       tiers={"high": {"priority": 0, "protected": True}, "low": {"priority": 1}},
+                       default_tier="low", overload="degrade", degrade_queue=1, max_queue=4)
+    with launch(cfg, timeout_s=120) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        bg = Background(server.url)
+        with blocker(server.url):
+            bg.send("low-queued", None)
+            _wait_depth(client, 1)
+            r = _post(client, max_tokens=12)  # answered before the blocker ends
+            assert r.status_code == 200
+            body = r.json()
+            assert body["model"] == "tiny" and body["servelab"]["degraded"] == "model"
+            assert body["usage"]["completion_tokens"] == 12  # in full: the model is what degrades
+        done = bg.join()
+    queued = done["low-queued"].json()
+    assert queued["model"] == "small" and queued["servelab"]["degraded"] is None
