@@ -7,6 +7,7 @@ parses flags into a `RunConfig` and calls `execute_run`.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +25,6 @@ EXIT_UNREACHABLE = 3
 
 
 def host_info() -> dict:
-    import os
-
     import psutil
 
     return {
@@ -55,6 +54,13 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
     """
     if cfg.target != "builtin":
         normalize_url(cfg.target)  # a bad URL fails before anything is recorded
+    if cfg.load.tier_mix:  # so does a tier without a key
+        from loadtest.tiers import keys_for
+
+        try:
+            keys_for(cfg.load.tier_mix, cfg.server.child_env(os.environ))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     ingest.recover(store_path)
     run_id = runs.new_run_id()
     config = cfg.model_dump(mode="json")
@@ -98,7 +104,9 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup)
         try:
-            results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start)
+            # Tiered load finds each tier's key in SERVELAB_API_KEYS, inline api_keys included.
+            results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start,
+                                  env=cfg.server.child_env(os.environ))
         finally:
             probes.finish()
     return _step_status(results, url)

@@ -94,12 +94,14 @@ def _relay(proc: subprocess.Popen, i: int, summed: _Sum) -> None:
 
 
 def run_workers(spec_paths: list[Path], lock_fd: int, on_progress: Progress | None,
-                on_spawn: Callable[[int], None] | None = None) -> list[tuple[int, str]]:
+                on_spawn: Callable[[int], None] | None = None,
+                env: dict[str, str] | None = None) -> list[tuple[int, str]]:
     """Runs every worker to its end; [(exit code, last stderr line)] in worker order.
 
     `on_spawn(pid)` gets the first worker's pid (the samplers watch it). The run lock's fd
-    is inherited, so the run stays locked while any worker lives, even if the CLI is killed."""
-    procs = [spawn(["-m", "loadtest.worker", "--spec", str(p)], pass_fds=(lock_fd,),
+    is inherited, so the run stays locked while any worker lives, even if the CLI is killed.
+    `env`: the workers' environment (default: this process's; API keys travel only there)."""
+    procs = [spawn(["-m", "loadtest.worker", "--spec", str(p)], pass_fds=(lock_fd,), env=env,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in spec_paths]
     tails: list[deque[str]] = [deque(maxlen=5) for _ in procs]
     summed = _Sum(len(procs), on_progress)

@@ -96,8 +96,10 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": cfg.model, "params": backend.params,
-                "calibration": cfg.calibration}
+        health = {"status": "ok", "model": cfg.model, "params": backend.params, "calibration": cfg.calibration}
+        if admission is not None:  # tier names and the queue, never a key
+            health.update(tiers=sorted(admission.tiers), queue_depth=admission.waiting())
+        return health
 
     @app.get("/metrics")
     async def prometheus() -> Response:

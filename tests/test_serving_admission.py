@@ -290,6 +290,7 @@ def test_keys_never_leave_the_server(reject_server):
         for key in [*KEYS, "sk-unknown-000"]:
             assert key not in text, f"a key is in the server's {where}"
     assert 'tier="high"' in seen["metrics"]
+    assert json.loads(seen["health"])["tiers"] == ["high", "limited", "low"]
 
 
 def test_missing_or_unknown_key_is_401_without_a_default_tier(degrade_server):
@@ -394,3 +395,11 @@ def test_degrade_to_a_smaller_model_serves_in_full_while_the_big_one_is_busy():
         done = bg.join()
     queued = done["low-queued"].json()
     assert queued["model"] == "small" and queued["servelab"]["degraded"] is None
+
+
+def test_a_tier_mix_without_keys_is_one_line_before_anything_starts(cli, tmp_path):
+    res = cli("run", "--calibration", "--rate", "5", "--duration", "2", "--tiers", "high:0",
+              "--tier-mix", "high:1", "--store", str(tmp_path / "s.duckdb"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["servelab: error: tier_mix: no key for tier(s) high in SERVELAB_API_KEYS"]
+    assert not (tmp_path / "s.duckdb").exists()
