@@ -182,7 +182,6 @@ class _CompletionHandler:
         self.metrics.count(endpoint, response.status_code)
         return response
 
-
     def _admit(self, request: Request, gen_req) -> Admitted | None:
         """The admission decision (raises the refusal), or None when admission is off."""
         if self.admission is None:
