@@ -29,7 +29,7 @@ from locust.env import Environment
 from pydantic import ValidationError
 
 from loadtest import spec as contract
-from loadtest import arrivals, traces
+from loadtest import arrivals, datasets, traces
 from loadtest.client import Target, stream_request
 from loadtest.prompts import BodyFactory
 from loadtest.record import new_record
@@ -91,14 +91,18 @@ def _api_key(spec: WorkerSpec) -> str | None:
 
 
 def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
-    """The body factory (lengths from the load's workload, trace rows included) and the
-    trace's arrival seconds (None without a trace)."""
+    """The body factory (lengths from the load's workload: trace rows or dataset prompts
+    included) and the trace's arrival seconds (None without a trace)."""
     load = spec.load
-    if not load.trace_path:
+    trace = traces.read_trace(load.trace_path, load.trace_format) if load.trace_path else None
+    t_s = None if trace is None else trace.t_s
+    if load.workload == "dataset":  # prompts from the dataset; a trace may still drive arrivals
+        dataset = datasets.read_dataset(load.dataset_path)
+        return BodyFactory(load, spec.builtin, spec.producer, dataset), t_s
+    if trace is None:
         return BodyFactory(load, spec.builtin, spec.producer), None
-    trace = traces.read_trace(load.trace_path, load.trace_format)
     first = arrivals.trace_first_row(trace.t_s, load.trace_start_s)
-    return BodyFactory(load, spec.builtin, spec.producer, trace, first, spec.shard, spec.shards), trace.t_s
+    return BodyFactory(load, spec.builtin, spec.producer, trace, first, spec.shard, spec.shards), t_s
 
 
 def warm_up(target: Target, spec: WorkerSpec) -> int:

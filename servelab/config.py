@@ -64,7 +64,7 @@ class ServerConfig(_Model):
 
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]
-Workload = Literal["fixed", "uniform", "normal", "lognormal", "trace"]
+Workload = Literal["fixed", "uniform", "normal", "lognormal", "trace", "dataset"]
 TraceFormat = Literal["auto", "azure", "mooncake", "burstgpt"]
 
 
@@ -98,6 +98,7 @@ class LoadConfig(_Model):
     output_cap: int | None = Field(None, ge=1, description="cap: output tokens per request (any workload)")
     trace_path: str | None = Field(None, description="Azure CSV, Mooncake JSONL or BurstGPT CSV")
     trace_format: TraceFormat = "auto"
+    dataset_path: str | None = Field(None, description="JSONL prompts: ShareGPT conversations or prompt rows")
     time_scale: float = Field(1.0, gt=0, le=1e6, description="trace: 60 replays an hour in a minute")
     trace_start_s: float = Field(0.0, ge=0, description="trace: skip this many trace seconds")
     block_tokens: int = Field(512, ge=1, description="trace hash_ids: tokens per shared block")
@@ -132,6 +133,8 @@ class LoadConfig(_Model):
             return "steps arrivals need rate_steps: [(rate, seconds), ...]"
         if self.rate_steps and any(r < 0 or s <= 0 for r, s in self.rate_steps):
             return "rate_steps: each rate must be >= 0 and each duration > 0 seconds"
+        if self.workload == "dataset" and not self.dataset_path:
+            return "workload 'dataset' needs a dataset_path (a JSONL file of prompts)"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
         return None
