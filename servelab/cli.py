@@ -147,6 +147,12 @@ def run(
     gpu_devices: Annotated[str | None, typer.Option(rich_help_panel="Profilers", 
         help="GPU indices to sample, e.g. 0,1 (default: all)")] = None,
     workers: Annotated[int, typer.Option(rich_help_panel="Load", help="load-generator processes, each sending its shard")] = 1,
+    locust_master: Annotated[bool, typer.Option(rich_help_panel="Load", 
+        help="run the workers under a Locust master (Locust's master/worker mode)")] = False,
+    remote_workers: Annotated[int, typer.Option(rich_help_panel="Load", 
+        help="also wait for this many workers from other machines (implies --locust-master)")] = 0,
+    master_bind: Annotated[str, typer.Option(rich_help_panel="Load", 
+        help="HOST[:PORT] the Locust master listens on (remote workers: e.g. 0.0.0.0:5557)")] = "127.0.0.1:0",
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -175,7 +181,8 @@ def run(
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],
-                    profile=profile, workers=workers)
+                    profile=profile, workers=workers, locust_master=locust_master,
+                    remote_workers=remote_workers, master_bind=master_bind)
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))

@@ -176,9 +176,26 @@ class RunConfig(_Model):
     slo: list[SLOTerm] = Field(default_factory=list)
     profile: SamplerConfig = Field(default_factory=SamplerConfig)
     workers: int = Field(1, ge=1, le=64, description="load-generator processes on this machine")
+    # Locust's master/worker mode (loadtest/master.py): a master process hands out the shards;
+    # `remote_workers` more connect from other machines to `master_bind` and ship their records.
+    locust_master: bool = Field(False, description="run the workers under a Locust master")
+    remote_workers: int = Field(0, ge=0, le=1024, description="workers expected from other machines")
+    master_bind: str = Field("127.0.0.1:0", description="HOST[:PORT] the master listens on (0: any free port)")
 
     @model_validator(mode="after")
     def _workers_fit(self) -> RunConfig:
-        if self.load.mode == "closed" and self.workers > self.load.users:
-            raise ValueError(f"--workers {self.workers} needs at least as many --users ({self.load.users})")
+        host, _, port = self.master_bind.rpartition(":") if ":" in self.master_bind else (self.master_bind, "", "0")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad master_bind {self.master_bind!r}: expected HOST or HOST:PORT, e.g. 0.0.0.0:5557")
+        if self.remote_workers and host in ("127.0.0.1", "localhost"):
+            raise ValueError("remote workers need master_bind on an address other machines reach, "
+                             "e.g. --master-bind 0.0.0.0:5557")
+        n = self.workers + self.remote_workers
+        if self.load.mode == "closed" and n > self.load.users:
+            raise ValueError(f"{n} workers need at least as many --users ({self.load.users})")
         return self
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the step runs under a Locust master."""
+        return self.locust_master or self.remote_workers > 0
