@@ -21,7 +21,7 @@ from servelab.admission_flags import parse_mix, parse_tiers
 from loadtest.tiers import TierPicker, keys_for
 from servelab.config import LoadConfig, RunConfig, ServerConfig
 from servelab.errors import UserError
-from serving.admission import TokenBucket, bearer, load_api_keys
+from serving.admission import AdmissionController, Admitted, Refused, TokenBucket, bearer, load_api_keys
 from serving.generation import GenRequest
 from serving.jobqueue import JobQueue
 from serving.launch import launch
@@ -146,6 +146,34 @@ def test_tier_keys_come_from_the_environment_and_a_missing_one_names_no_key():
     assert "gold" in str(err.value) and "sk-" not in str(err.value)
     with pytest.raises(ValueError, match="tier_mix"):
         LoadConfig(tier_mix={"high": 0.0})
+
+
+def test_controller_decisions_by_queue_depth():
+    """max_queue alone puts every request in one implicit tier; degrading starts at
+    max_queue // 2; a cached answer is never refused; a refusal for overload does not use
+    up a rate-limit token."""
+    depth = [0]
+    plain = AdmissionController(ServerConfig(max_queue=4, overload="degrade", degrade_max_tokens=5),
+                                lambda: depth[0], {})
+    assert plain.admit(None, 50) == Admitted("default", 0)
+    depth[0] = 2
+    assert plain.admit(None, 50) == Admitted("default", 0, "max_tokens", 5)
+    assert plain.admit(None, 4) == Admitted("default", 0)  # already short: nothing to cut
+    depth[0] = 4
+    with pytest.raises(Refused) as err:
+        plain.admit(None, 50)
+    assert (err.value.status, err.value.code, err.value.retry_after_s) == (503, "overloaded", 1)
+    assert plain.admit(None, 50, cached=True) == Admitted("default", 0)
+
+    cfg = ServerConfig(tiers={"low": {"priority": 3, "rate": 1.0, "burst": 1}}, default_tier="low", max_queue=1)
+    limited = AdmissionController(cfg, lambda: depth[0], {})
+    with pytest.raises(Refused):
+        limited.admit(None, 8)  # overloaded: the bucket keeps its token
+    depth[0] = 0
+    assert limited.admit(None, 8) == Admitted("low", 3)
+    with pytest.raises(Refused) as err:
+        limited.admit(None, 8)
+    assert err.value.status == 429
 
 
 # --- real servers ----------------------------------------------------------------------
@@ -326,7 +354,8 @@ def test_degrade_caps_max_tokens_of_unprotected_requests_and_says_so(degrade_ser
 # --- a whole run -----------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_tiered_run_records_every_outcome_and_stores_no_key(cli, tmp_path):
+@pytest.mark.parametrize("workers", [[], ["--locust-master", "--workers", "2"]], ids=["one", "master"])
+def test_tiered_run_records_every_outcome_and_stores_no_key(cli, tmp_path, workers):
     """`servelab run` with two tiers: the load generator sends each tier's key (from the
     environment), the low tier is rate-limited, every request is stored with its outcome
     and tier, and no key is in the output, the store or any file the run left behind."""
@@ -334,7 +363,7 @@ def test_tiered_run_records_every_outcome_and_stores_no_key(cli, tmp_path):
     keys = {"sk-run-high-5ec2e7": "high", "sk-run-low-90ab1f": "low"}
     res = cli("run", "--calibration", "--rate", "20", "--duration", "4", "--max-tokens", "4",
               "--tiers", "high:0:protected,low:1:rate=2:burst=2", "--tier-mix", "high:0.3,low:0.7",
-              "--gpu-sampling", "off", "--store", str(store), "--json",
+              "--gpu-sampling", "off", "--store", str(store), "--json", *workers,
               env={"SERVELAB_API_KEYS": json.dumps(keys)})
     assert res.returncode == 0, res.stderr
     import duckdb
