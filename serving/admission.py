@@ -14,7 +14,8 @@ Per request, on the event-loop thread, before it is queued for the engine:
    the request is admitted with `max_tokens` capped to `degrade_max_tokens` (less work
    per request, so the queue drains faster), recorded as `degraded: "max_tokens"`; or,
    with `degrade_model`, it is served in full by a second, smaller model's engine (its
-   own queue), recorded as `degraded: "model"`.
+   own queue, also bounded by `max_queue`: when that is full too, max_tokens is capped),
+   recorded as `degraded: "model"`.
    A request the exact cache can answer (`cached`) never queues, so overload never
    refuses or degrades it: its cached answer is served in full.
 
@@ -131,8 +132,10 @@ def bearer(header: str | None) -> str | None:
 class AdmissionController:
     """Decides, per request, admit (maybe degraded) or refuse; counts outcomes per tier."""
 
-    def __init__(self, cfg: ServerConfig, waiting: Callable[[], int], keys: dict[str, str], metrics=None):
+    def __init__(self, cfg: ServerConfig, waiting: Callable[[], int], keys: dict[str, str], metrics=None,
+                 degrade_waiting: Callable[[], int] = lambda: 0):
         self.cfg = cfg
+        self.degrade_waiting = degrade_waiting  # the smaller model's queue (degrade_model)
         self.tiers = cfg.tiers or {DEFAULT_TIER: TierConfig()}
         self.default = cfg.default_tier or (DEFAULT_TIER if not cfg.tiers else None)
         self.keys = keys
@@ -173,7 +176,8 @@ class AdmissionController:
             raise Refused(503, f"server overloaded: {depth} requests waiting (max_queue {self.cfg.max_queue})",
                           "overloaded", name, OVERLOAD_RETRY_S)
         if self.degrade_at is not None and depth >= self.degrade_at:
-            if self.cfg.degrade_model is not None:
+            room = self.cfg.max_queue is None or self.degrade_waiting() < self.cfg.max_queue
+            if self.cfg.degrade_model is not None and room:
                 return Admitted(name, tier.priority, "model")
             if max_tokens > self.cfg.degrade_max_tokens:
                 return Admitted(name, tier.priority, "max_tokens", self.cfg.degrade_max_tokens)

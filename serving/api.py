@@ -63,7 +63,10 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     waiting = getattr(backend, "waiting", None)
     if waiting is not None:
         metrics.queue_depth.set_function(waiting)
-    admission = AdmissionController(cfg, waiting or (lambda: 0), keys, metrics) if cfg.admission else None
+    admission = None
+    if cfg.admission:
+        degrade_waiting = getattr(degrade_backend, "waiting", None) or (lambda: 0)
+        admission = AdmissionController(cfg, waiting or (lambda: 0), keys, metrics, degrade_waiting)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -175,6 +175,13 @@ def test_controller_decisions_by_queue_depth():
         limited.admit(None, 8)
     assert err.value.status == 429
 
+    small_depth = [0]
+    cfg = ServerConfig(max_queue=4, overload="degrade", degrade_model="tiny", degrade_max_tokens=5)
+    to_small = AdmissionController(cfg, lambda: 3, {}, degrade_waiting=lambda: small_depth[0])
+    assert to_small.admit(None, 50).degraded == "model"
+    small_depth[0] = 4  # the smaller model's queue is full too: cut max_tokens instead
+    assert to_small.admit(None, 50) == Admitted("default", 0, "max_tokens", 5)
+
 
 # --- real servers ----------------------------------------------------------------------
 
