@@ -2,11 +2,13 @@
 
 The built-in server (continuous batching) gets open-loop Poisson load at `--factor` times
 its measured capacity, 20% of the requests (`--high-share`) with the key of tier `high`
-and the rest with the key of tier `low`. Same load (same seed), three setups, one run:
+and the rest with the key of tier `low`. Same load (same seed), four setups, one run:
 
 - none: both tiers served alike, FIFO, no limits, unbounded queue (tiers only label them)
 - reject: `high` protected and first in the wait queue; `low` token-bucket limited to
   `--low-rate-frac` x capacity, and refused (503) when `--max-queue` requests wait
+- reserve: as reject, and `--reserved-rows` rows of the batch are left to `high`, so a
+  high request never waits for a full batch of low ones to free a row
 - degrade: as reject, but `low` requests arriving while `--degrade-queue` or more wait
   get `max_tokens` = `--degrade-max-tokens`; 503 only at `--max-queue`
 
@@ -49,7 +51,8 @@ def server_for(setup: str, args, capacity: float) -> ServerConfig:
         return ServerConfig(**base, tiers={"high": {"priority": 0}, "low": {"priority": 0}})
     low = {"priority": 1, "rate": round(args.low_rate_frac * capacity, 3), "burst": args.max_batch_size}
     return ServerConfig(**base, tiers={"high": {"priority": 0, "protected": True}, "low": low},
-                        max_queue=args.max_queue, overload=setup,
+                        max_queue=args.max_queue, overload="degrade" if setup == "degrade" else "reject",
+                        reserved_rows=args.reserved_rows if setup == "reserve" else 0,
                         degrade_queue=args.degrade_queue if setup == "degrade" else None,
                         degrade_max_tokens=args.degrade_max_tokens)
 
@@ -139,6 +142,7 @@ def main() -> None:
     p.add_argument("--low-rate-frac", type=float, default=1.0, help="low tier bucket: x capacity req/s")
     p.add_argument("--max-queue", type=int, default=8)
     p.add_argument("--degrade-queue", type=int, default=2)
+    p.add_argument("--reserved-rows", type=int, default=2, help="reserve: batch rows left to the high tier")
     p.add_argument("--degrade-max-tokens", type=int, default=8)
     p.add_argument("--prompt-tokens", type=int, default=64)
     p.add_argument("--max-tokens", type=int, default=64)
@@ -158,11 +162,12 @@ def main() -> None:
               f"prompt={args.prompt_tokens} max_tokens={args.max_tokens}; capacity {capacity:.2f} req/s, "
               f"offered {rate:.2f} req/s ({args.factor:g}x) for {args.duration:g} s, high share "
               f"{args.high_share:g}; low tier: {args.low_rate_frac:g}x capacity bucket, max_queue "
-              f"{args.max_queue}, degrade from {args.degrade_queue} to {args.degrade_max_tokens} tokens; "
+              f"{args.max_queue}, reserve {args.reserved_rows} rows, degrade from {args.degrade_queue} to "
+              f"{args.degrade_max_tokens} tokens; "
               f"SLO ttft<={args.ttft_slo_ms:g}ms e2e<={args.e2e_slo_ms:g}ms", flush=True)
         print(f"{'setup':<9}{'tier':<6}{'sent':>6}{'full':>6}{'degr':>6}{'429':>6}{'503':>6}{'other':>6}"
               f"{'ttft p99':>10}{'e2e p99':>10}{'SLO met':>9}   accounting")
-        for setup in ("none", "reject", "degrade"):
+        for setup in ("none", "reject", "reserve", "degrade"):
             figures, acc = run_setup(store, setup, args, capacity, rate)
             ok = acc["sent"] == acc["records"] == acc["outcomes"]
             note = f"sent {acc['sent']} = stored {acc['records']} = outcomes {acc['outcomes']}: " + \

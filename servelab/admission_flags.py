@@ -53,8 +53,8 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
 
 def admission_fields(tiers: str | None, default_tier: str | None, max_queue: int | None, overload: str,
                      degrade_queue: int | None, degrade_max_tokens: int, degrade_model: str | None,
-                     api_keys_file: str | None) -> dict:
+                     reserved_rows: int, api_keys_file: str | None) -> dict:
     """The ServerConfig admission fields of the `serve`/`run` flags."""
     return {"tiers": parse_tiers(tiers), "default_tier": default_tier, "max_queue": max_queue,
             "overload": overload, "degrade_queue": degrade_queue, "degrade_max_tokens": degrade_max_tokens,
-            "degrade_model": degrade_model, "api_keys_file": api_keys_file}
+            "degrade_model": degrade_model, "reserved_rows": reserved_rows, "api_keys_file": api_keys_file}

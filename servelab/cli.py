@@ -33,6 +33,7 @@ OVERLOAD_HELP = "reject, or degrade (unprotected requests get --degrade-max-toke
 DEGRADE_QUEUE_HELP = "degrade: queue depth where degrading starts (default max-queue / 2)"
 DEGRADE_TOKENS_HELP = "degrade: max_tokens of a degraded request"
 DEGRADE_MODEL_HELP = "degrade: serve degraded requests in full on this smaller model size instead"
+RESERVED_ROWS_HELP = "static/continuous batching: rows of the batch only protected tiers may take"
 KEYS_FILE_HELP = "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS to that JSON)"
 
 
@@ -94,6 +95,7 @@ def serve(
     degrade_queue: Annotated[int | None, typer.Option(rich_help_panel="Admission", help=DEGRADE_QUEUE_HELP)] = None,
     degrade_max_tokens: Annotated[int, typer.Option(rich_help_panel="Admission", help=DEGRADE_TOKENS_HELP)] = 16,
     degrade_model: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=DEGRADE_MODEL_HELP)] = None,
+    reserved_rows: Annotated[int, typer.Option(rich_help_panel="Admission", help=RESERVED_ROWS_HELP)] = 0,
     api_keys_file: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=KEYS_FILE_HELP)] = None,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
@@ -113,7 +115,7 @@ def serve(
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                        exact_cache=exact_cache, merge_inflight=merge_inflight,
                        **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
-                                          degrade_max_tokens, degrade_model, api_keys_file))
+                                          degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
     from serving.server import run_server
 
     try:
@@ -181,6 +183,7 @@ def run(
     degrade_queue: Annotated[int | None, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_QUEUE_HELP)] = None,
     degrade_max_tokens: Annotated[int, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_TOKENS_HELP)] = 16,
     degrade_model: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=DEGRADE_MODEL_HELP)] = None,
+    reserved_rows: Annotated[int, typer.Option(rich_help_panel="Built-in server", help=RESERVED_ROWS_HELP)] = 0,
     api_keys_file: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=KEYS_FILE_HELP)] = None,
     locust_master: Annotated[bool, typer.Option(rich_help_panel="Load", 
         help="run the workers under a Locust master (Locust's master/worker mode)")] = False,
@@ -215,7 +218,7 @@ def run(
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
                           exact_cache=exact_cache, merge_inflight=merge_inflight,
                           **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
-                                             degrade_max_tokens, degrade_model, api_keys_file))
+                                             degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

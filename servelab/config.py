@@ -54,6 +54,8 @@ class ServerConfig(_Model):
     batching: Literal["none", "static", "continuous"] = "none"
     max_batch_size: int = Field(8, ge=1, le=1024, description="sequences decoded together")
     max_wait_ms: float = Field(5.0, ge=0, le=60_000, description="static: wait to fill a batch")
+    reserved_rows: int = Field(0, ge=0, description="static/continuous: batch rows only protected tiers' "
+                               "requests may take, so they never wait for a full batch to drain")
     # Result levers (serving/cache.py), deterministic requests only (temperature 0 or a seed):
     # an exact-match LRU result cache, and merging identical requests while they generate.
     exact_cache: bool = False
@@ -99,6 +101,9 @@ class ServerConfig(_Model):
             raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
         if any(tier not in names for tier in self.api_keys.values()):
             raise ValueError("api_keys map a key to a tier that is not configured")  # no key in the text
+        if self.reserved_rows >= self.max_batch_size:
+            raise ValueError(f"reserved_rows ({self.reserved_rows}) must leave room in max_batch_size "
+                             f"({self.max_batch_size}) for unprotected requests")
         if self.overload == "degrade" and self.max_queue is None and self.degrade_queue is None:
             raise ValueError("overload 'degrade' needs max_queue or degrade_queue")
         return self

@@ -70,6 +70,7 @@ class Admitted:
     priority: int
     degraded: str | None = None
     max_tokens: int | None = None  # the cap when degraded
+    protected: bool = False
 
 
 class Refused(ApiError):
@@ -168,7 +169,7 @@ class AdmissionController:
             raise Refused(429, f"rate limit of tier {name!r} exceeded ({tier.rate:g} requests/s)",
                           "rate_limit_exceeded", name, max(1, math.ceil(wait)))
         if tier.protected or cached:
-            return Admitted(name, tier.priority)
+            return Admitted(name, tier.priority, protected=tier.protected)
         depth = self.waiting()
         if self.cfg.max_queue is not None and depth >= self.cfg.max_queue:
             if bucket is not None:

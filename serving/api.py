@@ -196,10 +196,11 @@ class _CompletionHandler:
 
 def _apply(admitted: Admitted, req):
     """The request as admitted: its tier's priority, and the degraded max_tokens if any."""
+    req = dataclasses.replace(req, priority=admitted.priority, protected=admitted.protected)
     if admitted.max_tokens is None:
-        return dataclasses.replace(req, priority=admitted.priority)
+        return req
     cap = admitted.max_tokens
-    return dataclasses.replace(req, priority=admitted.priority, max_tokens=cap, min_tokens=min(req.min_tokens, cap))
+    return dataclasses.replace(req, max_tokens=cap, min_tokens=min(req.min_tokens, cap))
 
 
 class _Reply:

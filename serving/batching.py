@@ -104,6 +104,8 @@ class BatchLoop:
         joining, deadline = [], None
         wait = None if not self.rows else 0.0  # idle: block until a first request arrives
         while len(joining) < room:
+            if self._held_back(len(joining)):
+                break
             gen = self._next(wait)
             if gen is _EMPTY:
                 break
@@ -119,6 +121,14 @@ class BatchLoop:
             else:
                 wait = 0.0  # continuous: take what is queued now, decode without waiting
         return joining
+
+    def _held_back(self, joining: int) -> bool:
+        """Only reserved rows are free (`reserved_rows`) and the next request may not take
+        them (its tier is not protected): it waits for an unreserved row."""
+        if self.cfg.max_batch_size - len(self.rows) - joining > self.cfg.reserved_rows:
+            return False
+        head = self.engine.jobs.peek()
+        return head is not None and not head.request.protected
 
     def _next(self, wait: float | None):
         try:

@@ -29,6 +29,7 @@ class GenRequest:
     t_recv_ns: int = 0
     endpoint: str = "completions"  # or "chat": part of the result-cache key
     priority: int = 0  # the wait queue serves lower numbers first (the tier's priority)
+    protected: bool = False  # its tier is protected: it may take the batch's reserved rows
 
 
 @dataclass(frozen=True)

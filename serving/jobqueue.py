@@ -30,5 +30,10 @@ class JobQueue:
     def get_nowait(self):
         return self._q.get_nowait()[2]
 
+    def peek(self):
+        """The generation `get` would return next, without taking it; None when empty."""
+        with self._q.mutex:
+            return self._q.queue[0][2] if self._q.queue else None
+
     def qsize(self) -> int:
         return self._q.qsize()

@@ -64,7 +64,7 @@ def test_job_queue_serves_lower_priority_first_fifo_within_one_and_shutdown_last
     q = JobQueue()
     for prio, name in [(1, "low-a"), (1, "low-b"), (0, "high-a"), (None, "stop"), (0, "high-b"), (1, "low-c")]:
         q.put(None if prio is None else _gen(prio, name))
-    assert q.qsize() == 6
+    assert q.qsize() == 6 and q.peek().name == "high-a"
     taken = [q.get_nowait() for _ in range(6)]
     assert [g.name if g else None for g in taken] == ["high-a", "high-b", "low-a", "low-b", "low-c", None]
 
@@ -439,3 +439,22 @@ def test_a_tier_mix_without_keys_is_one_line_before_anything_starts(cli, tmp_pat
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == ["servelab: error: tier_mix: no key for tier(s) high in SERVELAB_API_KEYS"]
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_reserved_rows_are_left_to_protected_tiers():
+    """continuous, 2 rows, 1 reserved: a low blocker holds one row; a second low request
+    stays queued (only the reserved row is free), while a high one takes it at once."""
+    cfg = ServerConfig(model="tiny", max_context=4200, batching="continuous", max_batch_size=2, reserved_rows=1,
+                       tiers={"high": {"priority": 0, "protected": True}, "low": {"priority": 1}},
+                       api_keys={HIGH_KEY: "high"}, default_tier="low")
+    with launch(cfg) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        bg = Background(server.url)
+        with blocker(server.url):
+            bg.send("low", None)
+            _wait_depth(client, 1)
+            r = _post(client, HIGH_KEY)  # answered while the blocker runs and the low one waits
+            assert r.status_code == 200 and r.json()["servelab"]["batch_size"] == 2
+            assert _depth(client) == 1
+        assert bg.join()["low"].status_code == 200
+    with pytest.raises(ValueError, match="reserved_rows"):
+        ServerConfig(batching="continuous", max_batch_size=2, reserved_rows=2)
