@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,8 +91,9 @@ def outcome(row) -> tuple[str, str | None]:
         tier = json.loads(row["error"])["error"].get("tier")
     except (TypeError, ValueError, KeyError, AttributeError):
         tier = None
-    if row["http_status"] in (429, 503):
-        return str(row["http_status"]), tier
+    code = row["http_status"]  # NA when no response came (timeout, connection error, cancelled)
+    if not pd.isna(code) and int(code) in (429, 503):
+        return str(int(code)), tier
     return "other", tier
 
 
@@ -123,7 +125,9 @@ def run_setup(store: str, setup: str, args, capacity: float, rate: float) -> tup
     rows = queries.get_requests(store, run_id)
     figures = tier_figures(rows, args)
     counted = sum(f[k] for f in figures.values() for k in OUTCOMES)
-    accounting = {"sent": done.get("sent"), "records": len(rows), "outcomes": counted}
+    other = rows[(rows["status"] != "ok") & ~rows["http_status"].isin([429, 503])]
+    accounting = {"sent": done.get("sent"), "records": len(rows), "outcomes": counted,
+                  "other": dict(other["status"].value_counts())}
     return figures, accounting
 
 
@@ -172,6 +176,8 @@ def main() -> None:
             ok = acc["sent"] == acc["records"] == acc["outcomes"]
             note = f"sent {acc['sent']} = stored {acc['records']} = outcomes {acc['outcomes']}: " + \
                    ("nothing dropped" if ok else "MISMATCH")
+            if acc["other"]:
+                note += f"; other: {', '.join(f'{k} {v}' for k, v in acc['other'].items())}"
             for i, tier in enumerate(sorted(figures)):
                 f = figures[tier]
                 print(f"{setup if i == 0 else '':<9}{tier:<6}{f['sent']:>6}{f['full']:>6}{f['degraded']:>6}"
