@@ -50,6 +50,17 @@ def _indices(text: str | None) -> list[int] | None:
         raise UserError(f"bad --gpu-devices {text!r}: expected indices like 0,1") from None
 
 
+def _check_semantic(cfg) -> None:
+    """The semantic cache's packages are optional: asking for it without them is one line."""
+    if cfg.semantic_cache:
+        from serving.semantic import missing_packages
+        from servelab.errors import UserError
+
+        problem = missing_packages()
+        if problem:
+            raise UserError(problem)
+
+
 def _stdout():
     from rich.console import Console
 
@@ -78,6 +89,10 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(help="exact result cache (deterministic requests)")] = False,
     merge_inflight: Annotated[bool, typer.Option(help="merge identical in-flight requests")] = False,
+    semantic_cache: Annotated[bool, typer.Option(help="semantic cache: answer prompts that mean the same "
+                                                 "(deterministic requests)")] = False,
+    semantic_threshold: Annotated[float, typer.Option(help="semantic cache: least cosine similarity of a hit")] = 0.9,
+    semantic_cache_size: Annotated[int, typer.Option(help="semantic cache: entries kept (LRU)")] = 1024,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
@@ -90,7 +105,9 @@ def serve(
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
                        calib_itl_ms=calib_itl_ms, batching=batching,
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       exact_cache=exact_cache, merge_inflight=merge_inflight)
+                       exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
+                       semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size)
+    _check_semantic(cfg)
     from serving.server import run_server
 
     try:
@@ -136,6 +153,9 @@ def run(
     max_wait_ms: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: static batch fill wait")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: exact result cache")] = False,
     merge_inflight: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: merge identical in-flight requests")] = False,
+    semantic_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache (prompts that mean the same)")] = False,
+    semantic_threshold: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache's least cosine similarity of a hit")] = 0.9,
+    semantic_cache_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache entries kept (LRU)")] = 1024,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
     gpu_sampling: Annotated[str, typer.Option(rich_help_panel="Profilers", 
@@ -167,7 +187,10 @@ def run(
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
-                          exact_cache=exact_cache, merge_inflight=merge_inflight)
+                          exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
+                          semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size)
+    if target == "builtin":
+        _check_semantic(server)
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

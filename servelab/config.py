@@ -49,6 +49,13 @@ class ServerConfig(_Model):
     cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
     cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
     merge_inflight: bool = False
+    # Semantic cache (serving/semantic.py): a deterministic request whose prompt means the
+    # same as a stored one (embedding cosine similarity >= semantic_threshold, same
+    # parameters) gets the stored answer. Entries live cache_ttl_s, like the exact cache's.
+    semantic_cache: bool = False
+    semantic_threshold: float = Field(0.9, gt=0, le=1, description="semantic cache: least cosine "
+                                      "similarity of a hit (bench/semantic.py measures the trade)")
+    semantic_cache_size: int = Field(1024, ge=1, le=1 << 20, description="semantic cache: entries kept (LRU)")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)

@@ -35,19 +35,23 @@ def build_backend(cfg: ServerConfig) -> Backend:
     return Engine(cfg)
 
 
-def with_levers(cfg: ServerConfig, backend: Backend) -> Backend:
-    """The backend behind the result levers (exact cache, merging) when either is on."""
-    if not (cfg.exact_cache or cfg.merge_inflight):
+def levers_on(cfg: ServerConfig) -> bool:
+    return cfg.exact_cache or cfg.merge_inflight or cfg.semantic_cache
+
+
+def with_levers(cfg: ServerConfig, backend: Backend, metrics: ServerMetrics | None = None) -> Backend:
+    """The backend behind the result levers (exact cache, merging, semantic cache) when any is on."""
+    if not levers_on(cfg):
         return backend
     from serving.shared import SharedBackend
 
-    return SharedBackend(backend, cfg)
+    return SharedBackend(backend, cfg, metrics)
 
 
 def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     """The app for one setup; builds (and warms) the backend now unless one is given."""
-    backend = with_levers(cfg, backend if backend is not None else build_backend(cfg))
     metrics = ServerMetrics()
+    backend = with_levers(cfg, backend if backend is not None else build_backend(cfg), metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -136,7 +140,8 @@ class _CompletionHandler:
             return exc.response()
         self.metrics.in_flight.inc()
         gen = self.backend.submit(gen_req)
-        self.metrics.count_outcome(gen.timings.cache, self.cfg.exact_cache or self.cfg.merge_inflight)
+        if gen.timings.cache != "lookup":  # a semantic lookup counts its outcome once it knows it
+            self.metrics.count_outcome(gen.timings.cache, levers_on(self.cfg))
         reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
         if req.stream:
             self.metrics.count(endpoint, 200)

@@ -28,7 +28,13 @@ class ServerMetrics:
         self.generations = Counter("servelab_generations", "Generations run (one per request without "
                                    "result levers; hits and merged followers run none)", registry=r)
         self.cache = Counter("servelab_cache_requests", "Requests by result-lever outcome: exact (cache hit), "
-                             "merged (follower), miss (ran), bypass (not deterministic)", ["outcome"], registry=r)
+                             "semantic (similar-prompt hit), merged (follower), miss (ran), bypass (not deterministic)", ["outcome"], registry=r)
+        self.semantic_lookups = Counter("servelab_semantic_lookups", "Semantic-cache lookups (one embedding each)",
+                                        registry=r)
+        self.semantic_hits = Counter("servelab_semantic_hits", "Semantic-cache lookups that returned a stored answer",
+                                     registry=r)
+        self.embed = Histogram("servelab_semantic_embed_seconds", "Embedding a prompt for a semantic lookup "
+                               "(its wait for the embedding thread included)", buckets=_BUCKETS, registry=r)
         self.ttft = Histogram("servelab_ttft_seconds", "Request received to first chunk sent", buckets=_BUCKETS, registry=r)
 
     def count(self, endpoint: str, status: int) -> None:
@@ -40,6 +46,13 @@ class ServerMetrics:
             self.generations.inc()
         if levers:
             self.cache.labels(outcome=outcome).inc()
+
+    def count_lookup(self, embed_ms: float, hit: bool) -> None:
+        """One semantic-cache lookup."""
+        self.semantic_lookups.inc()
+        self.embed.observe(embed_ms / 1e3)
+        if hit:
+            self.semantic_hits.inc()
 
     def count_tokens(self, prompt_tokens: int, output_tokens: int) -> None:
         """Work done by one request, finished or abandoned."""
