@@ -39,10 +39,17 @@ DIM = 384  # all-MiniLM-L6-v2's embedding size
 
 def missing_packages() -> str | None:
     """One line naming what the semantic cache needs and is not installed, or None."""
-    absent = [pip for mod, pip in PACKAGES.items() if importlib.util.find_spec(mod) is None]
+    absent = [pip for mod, pip in PACKAGES.items() if not _importable(mod)]
     if not absent:
         return None
     return f"the semantic cache needs {' and '.join(absent)}: pip install {' '.join(absent)}"
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a finder that refuses it
+        return False
 
 
 def prompt_hash(text: str) -> str:
