@@ -19,7 +19,12 @@ this producer's last `REPEAT_WINDOW` (32) distinct fresh bodies, chosen uniforml
 of a fresh prompt: deliberate exact repeats, for a target's result cache. Bodies always
 ask for temperature 0 (greedy), so a repeat is a deterministic, cacheable request. The
 repeat draws use their own RNG, so the fresh prompts of a run do not depend on r.
-Pure: no I/O.
+
+Paraphrases (`LoadConfig.paraphrase_rate` = p > 0): prompts are text questions from the
+paraphrase set instead (`loadtest.paraphrases`; a token-id format is ignored), p of them
+paraphrasing a question this producer sent earlier: traffic for a semantic cache. The
+output lengths still come from the workload; the prompt is as long as its question.
+Pure: no I/O, except reading the paraphrase set once.
 """
 
 from __future__ import annotations
@@ -134,6 +139,13 @@ class BodyFactory:
         self._repeat_rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode()), 0x4E9])
         self._recent: deque[Body] = deque(maxlen=REPEAT_WINDOW)
         self.repeats = 0  # bodies that repeat an earlier one
+        self.builtin = builtin
+        self.questions = None
+        if load.paraphrase_rate:
+            from loadtest.paraphrases import QuestionStream, load_groups
+
+            rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode()), 0x9A2])
+            self.questions = QuestionStream(load_groups(load.paraphrase_path), load.paraphrase_rate, rng)
 
     def prompt(self, n: int | None = None, blocks: tuple[int, ...] = ()) -> str | list[int]:
         n = self.load.prompt_tokens if n is None else n
@@ -161,8 +173,14 @@ class BodyFactory:
         lengths = next(self._lengths)
         self.capped += lengths.capped
         load = self.load.model_copy(update={"max_tokens": lengths.output})
-        body = request_body(load, self.prompt(lengths.prompt, lengths.blocks))
-        fresh = Body(json.dumps(body, separators=(",", ":")).encode(), lengths.prompt, lengths.output)
+        if self.questions is not None:
+            text = self.questions.next().text
+            # Exact for a byte-level tokenizer; about one BPE token per word elsewhere.
+            prompt, n_prompt = text, len(text.encode()) if self.builtin else len(text.split())
+        else:
+            prompt, n_prompt = self.prompt(lengths.prompt, lengths.blocks), lengths.prompt
+        body = request_body(load, prompt)
+        fresh = Body(json.dumps(body, separators=(",", ":")).encode(), n_prompt, lengths.output)
         self._recent.append(fresh)
         return fresh
 

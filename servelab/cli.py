@@ -158,6 +158,8 @@ def run(
     semantic_cache_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache entries kept (LRU)")] = 1024,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
+    paraphrase_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape",
+        help="above 0: questions from data/paraphrases/, this fraction paraphrasing an earlier one")] = 0.0,
     gpu_sampling: Annotated[str, typer.Option(rich_help_panel="Profilers", 
         help="auto (NVML when a GPU is there), off, or simulated (CPU-only pipeline checks)")] = "auto",
     torch_profile: Annotated[float | None, typer.Option(rich_help_panel="Profilers", 
@@ -182,7 +184,7 @@ def run(
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
-        endpoint=endpoint, repeat_rate=repeat_rate,
+        endpoint=endpoint, repeat_rate=repeat_rate, paraphrase_rate=paraphrase_rate,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,

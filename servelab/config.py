@@ -114,6 +114,9 @@ class LoadConfig(_Model):
     ignore_eos: bool = True
     repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "
                                "this worker's last 32 prompts (exact-cache hits on the target)")
+    paraphrase_rate: float = Field(0.0, ge=0, le=1, description="above 0, prompts are questions from the "
+                                   "paraphrase set and this fraction paraphrase an earlier one (semantic-cache hits)")
+    paraphrase_path: str | None = Field(None, description="paraphrase set (default: data/paraphrases/)")
     seed: int = 0
     model: str | None = Field(None, description="model name sent to the target")
 
