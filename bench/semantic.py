@@ -16,7 +16,8 @@
    a semantic hit is right when the matched prompt (its `semantic_match` hash) has the
    same meaning as the question. Per setup: hits, right and wrong ones, hit rate over the
    paraphrases sent, false-hit rate over the other questions, p50 E2E of hits and of the
-   rest, embedding time per lookup, and the generations the server ran.
+   rest, embedding time per lookup, and the generations the server ran; each wrong hit
+   is listed (question, and the question whose answer it got).
 
     python bench/semantic.py --model small --requests 150 --paraphrase-rate 0.3 --threshold 0.9
 """
@@ -115,6 +116,7 @@ def e2e_run(semantic: bool, questions: list, args) -> dict:
 
     cfg = ServerConfig(model=args.model, exact_cache=True, semantic_cache=semantic,
                        semantic_threshold=args.threshold, seed=args.seed)
+    hash_text = {prompt_hash(q.text): q.text for q in questions}
     hash_meaning = {prompt_hash(q.text): q.meaning for q in questions}
     rows = []
     with launch(cfg, timeout_s=300) as server:
@@ -126,6 +128,10 @@ def e2e_run(semantic: bool, questions: list, args) -> dict:
             rows.append((q, t, e2e_ms, right))
         gens = sum(float(line.rpartition(" ")[2]) for line in httpx.get(server.url + "/metrics").text.splitlines()
                    if line.startswith("servelab_generations_total"))
+    for q, t, _, right in rows:
+        if t["cache"] == "semantic" and not right:
+            print(f"  wrong hit ({t['semantic_similarity']:.3f}): {q.text!r} got the answer to "
+                  f"{hash_text.get(t['semantic_match'], '?')!r}")
     return _figures(rows, gens)
 
 
