@@ -47,7 +47,7 @@ class ServerConfig(_Model):
     # an exact-match LRU result cache, and merging identical requests while they generate.
     exact_cache: bool = False
     cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
-    cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
+    cache_ttl_s: float = Field(600.0, gt=0, description="exact and semantic caches: seconds an entry lives")
     merge_inflight: bool = False
     # Semantic cache (serving/semantic.py): a deterministic request whose prompt means the
     # same as a stored one (embedding cosine similarity >= semantic_threshold, same

@@ -1,12 +1,13 @@
 """The semantic cache on a real server with the real embedding model, and its index alone.
 
 One server per module (loading all-MiniLM-L6-v2 takes seconds): model tiny, the exact
-cache on too, so an identical repeat is an exact hit and only paraphrases reach the
-semantic cache.
+cache and merging on too, so an identical repeat is an exact hit (or follows the running
+original) and only paraphrases reach the semantic cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -28,7 +29,8 @@ GREEDY = {"max_tokens": 24, "temperature": 0, "ignore_eos": True}
 
 @pytest.fixture(scope="module")
 def url():
-    cfg = ServerConfig(model="tiny", seed=1, exact_cache=True, semantic_cache=True, semantic_threshold=0.9)
+    cfg = ServerConfig(model="tiny", seed=1, exact_cache=True, merge_inflight=True, semantic_cache=True,
+                       semantic_threshold=0.9)
     with launch(cfg, timeout_s=180) as server:
         yield server.url
 
@@ -125,6 +127,26 @@ def test_metrics_count_lookups_hits_and_embedding_time(url):
     assert complete(url, "What is compound interest?")[1]["cache"] == "exact"  # identical: no lookup
     lookups, hits, embeds, semantic, generations = (metric(url, n) - b for n, b in zip(names, before))
     assert (lookups, hits, embeds, semantic, generations) == (2, 1, 2, 1, 1)
+
+
+@pytest.mark.slow
+def test_identical_requests_arriving_together_still_share_one_generation(url):
+    body = {**GREEDY, "prompt": "Why does ice float on water?", "max_tokens": 120}
+    before = metric(url, "servelab_generations_total")
+
+    async def three():
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            replies = await asyncio.gather(*[client.post("/v1/completions", json=body) for _ in range(3)])
+        return [r.json() for r in replies]
+
+    replies = asyncio.run(three())
+    assert len({r["choices"][0]["text"] for r in replies}) == 1
+    # The first to finish its lookup runs; the others, whether they looked up too (arrived
+    # before it ran) or not, follow it (or, on a very slow machine, find it cached).
+    outcomes = sorted(r["servelab"]["cache"] for r in replies)
+    assert outcomes[-1] == "miss" and set(outcomes[:2]) <= {"merged", "exact"}
+    assert "embed_ms" in next(r["servelab"] for r in replies if r["servelab"]["cache"] == "miss")
+    assert metric(url, "servelab_generations_total") - before == 1
 
 
 # --- the index alone: unit vectors chosen by hand, an injected clock -----------------------
