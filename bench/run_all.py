@@ -1,7 +1,7 @@
 """`make bench`: runs every benchmark under bench/ and prints their figures.
 
 The arguments are the ones whose output is recorded in docs/performance.md. The whole set
-takes about 25 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
+takes about 30 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
 """
 
 import subprocess
