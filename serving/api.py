@@ -36,6 +36,7 @@ def build_backend(cfg: ServerConfig) -> Backend:
 
 
 def levers_on(cfg: ServerConfig) -> bool:
+    """Whether any result lever is on (then `SharedBackend` wraps the backend)."""
     return cfg.exact_cache or cfg.merge_inflight or cfg.semantic_cache
 
 
@@ -140,7 +141,7 @@ class _CompletionHandler:
             return exc.response()
         self.metrics.in_flight.inc()
         gen = self.backend.submit(gen_req)
-        if gen.timings.cache != "lookup":  # a semantic lookup counts its outcome once it knows it
+        if gen.timings.cache != "lookup":  # a semantic lookup (shared.PENDING) counts its outcome once known
             self.metrics.count_outcome(gen.timings.cache, levers_on(self.cfg))
         reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
         if req.stream:
