@@ -132,7 +132,7 @@ class BodyFactory:
         self.path = PATHS[load.endpoint]
         # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
         self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
-        self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row)
+        self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row, exact_bytes=builtin)
         if trace is not None and shards > 1:  # worker `shard` of `shards` sends every shards-th arrival
             self._lengths = itertools.islice(self._lengths, shard, None, shards)
         self.capped = 0  # requests whose lengths were cut to max_context
@@ -177,6 +177,8 @@ class BodyFactory:
             text = self.questions.next().text
             # Exact for a byte-level tokenizer; about one BPE token per word elsewhere.
             prompt, n_prompt = text, len(text.encode()) if self.builtin else len(text.split())
+        elif lengths.text is not None:
+            prompt, n_prompt = lengths.text, lengths.prompt
         else:
             prompt, n_prompt = self.prompt(lengths.prompt, lengths.blocks), lengths.prompt
         body = request_body(load, prompt)
