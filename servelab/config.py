@@ -146,6 +146,8 @@ class LoadConfig(_Model):
             return "rate_steps: each rate must be >= 0 and each duration > 0 seconds"
         if self.workload == "dataset" and not self.dataset_path:
             return "workload 'dataset' needs a dataset_path (a JSONL file of prompts)"
+        if self.paraphrase_rate and self.workload == "dataset":
+            return "paraphrase_rate sends the paraphrase set's questions: not with a dataset's prompts"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
         return None

@@ -75,3 +75,8 @@ def test_a_broken_set_names_its_line(tmp_path):
     path.write_text('{"id": "g1", "topic": "x", "base": "b", "paraphrases": ["p"], "negatives": []}\n{"id": 2}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:2: not a paraphrase group"):
         paraphrases.load_groups(path)
+
+
+def test_questions_and_a_dataset_s_prompts_do_not_mix():
+    with pytest.raises(ValueError, match="paraphrase_rate sends the paraphrase set's questions"):
+        LoadConfig(paraphrase_rate=0.3, workload="dataset", dataset_path="prompts.jsonl")
