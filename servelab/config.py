@@ -49,6 +49,11 @@ class ServerConfig(_Model):
     cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
     cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
     merge_inflight: bool = False
+    # Prefix reuse (serving/prefix.py): the K/V of block-aligned prompt prefixes are kept
+    # (LRU, up to prefix_cache_tokens tokens) and copied into later requests that share them.
+    prefix_cache: bool = False
+    prefix_block: int = Field(16, ge=1, le=4096, description="prefix reuse: tokens per block")
+    prefix_cache_tokens: int = Field(8192, ge=1, le=1 << 24, description="prefix reuse: tokens of K/V kept")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
@@ -61,6 +66,13 @@ class ServerConfig(_Model):
         if v not in MODEL_SIZES:
             raise ValueError(f"unknown model size {v!r}: choose {', '.join(MODEL_SIZES)}")
         return v
+
+    @model_validator(mode="after")
+    def _prefix_fits(self) -> ServerConfig:
+        if self.prefix_cache and self.prefix_cache_tokens < self.prefix_block:
+            raise ValueError(f"prefix_cache_tokens ({self.prefix_cache_tokens}) must hold at least "
+                             f"one block of prefix_block ({self.prefix_block}) tokens")
+        return self
 
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]

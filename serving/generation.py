@@ -43,6 +43,11 @@ class Event:
     error: str | None = None
 
 
+# `cache` outcomes of requests that ran a generation: a miss, one that reused a stored
+# prompt prefix (serving/prefix.py), one that bypassed the result levers.
+GENERATED = ("miss", "prefix", "bypass")
+
+
 @dataclass
 class Timings:
     """Server-side breakdown of one request, reported as the `servelab` object."""
@@ -52,9 +57,11 @@ class Timings:
     decode_ms: float = 0.0
     batch_size: int = 1  # largest decode batch the request was part of, itself included
     batch_mean: float = 1.0  # mean decode batch over its decode steps
-    cache: str = "miss"
+    cache: str = "miss"  # one of GENERATED, or "exact"/"merged" (no generation of its own)
+    prefix_tokens: int | None = None  # prompt tokens whose K/V were reused; None: reuse is off
 
     def as_dict(self, prompt_tokens: int, output_tokens: int) -> dict:
+        reuse = {} if self.prefix_tokens is None else {"prefix_tokens": self.prefix_tokens}
         return {
             "queue_ms": round(self.queue_ms, 3),
             "prefill_ms": round(self.prefill_ms, 3),
@@ -64,6 +71,7 @@ class Timings:
             "cache": self.cache,
             "prompt_tokens": prompt_tokens,
             "output_tokens": output_tokens,
+            **reuse,
         }
 
 
