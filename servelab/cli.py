@@ -78,6 +78,9 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(help="exact result cache (deterministic requests)")] = False,
     merge_inflight: Annotated[bool, typer.Option(help="merge identical in-flight requests")] = False,
+    prefix_cache: Annotated[bool, typer.Option(help="reuse the K/V of shared prompt prefixes")] = False,
+    prefix_block: Annotated[int, typer.Option(help="prefix reuse: tokens per block")] = 16,
+    prefix_cache_tokens: Annotated[int, typer.Option(help="prefix reuse: tokens of K/V kept (LRU)")] = 8192,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
@@ -90,7 +93,8 @@ def serve(
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
                        calib_itl_ms=calib_itl_ms, batching=batching,
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       exact_cache=exact_cache, merge_inflight=merge_inflight)
+                       exact_cache=exact_cache, merge_inflight=merge_inflight, prefix_cache=prefix_cache,
+                       prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens)
     from serving.server import run_server
 
     try:
@@ -136,6 +140,12 @@ def run(
     max_wait_ms: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: static batch fill wait")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: exact result cache")] = False,
     merge_inflight: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: merge identical in-flight requests")] = False,
+    prefix_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: reuse the K/V of shared prompt prefixes")] = False,
+    prefix_block: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server, prefix reuse: tokens per block")] = 16,
+    prefix_cache_tokens: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server, prefix reuse: tokens of K/V kept (LRU)")] = 8192,
+    prefix_groups: Annotated[int, typer.Option(rich_help_panel="Traffic shape",
+        help="shared prefixes (e.g. system prompts): each prompt starts with one of this many")] = 0,
+    prefix_tokens: Annotated[int, typer.Option(rich_help_panel="Traffic shape", help="tokens of each shared prefix")] = 0,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
     gpu_sampling: Annotated[str, typer.Option(rich_help_panel="Profilers", 
@@ -162,12 +172,13 @@ def run(
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
-        endpoint=endpoint, repeat_rate=repeat_rate,
+        endpoint=endpoint, repeat_rate=repeat_rate, prefix_groups=prefix_groups, prefix_tokens=prefix_tokens,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
-                          exact_cache=exact_cache, merge_inflight=merge_inflight)
+                          exact_cache=exact_cache, merge_inflight=merge_inflight, prefix_cache=prefix_cache,
+                          prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens)
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

@@ -119,6 +119,9 @@ class LoadConfig(_Model):
     ignore_eos: bool = True
     repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "
                                "this worker's last 32 prompts (exact-cache hits on the target)")
+    prefix_groups: int = Field(0, ge=0, le=1_000_000, description="shared prefixes (e.g. system prompts); "
+                               "each prompt starts with one of them, picked at random; 0 = none")
+    prefix_tokens: int = Field(0, ge=0, description="tokens of each shared prefix (the rest of a prompt is fresh)")
     seed: int = 0
     model: str | None = Field(None, description="model name sent to the target")
 
@@ -146,6 +149,16 @@ class LoadConfig(_Model):
             return "rate_steps: each rate must be >= 0 and each duration > 0 seconds"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
+        return self._prefix_problem()
+
+    def _prefix_problem(self) -> str | None:
+        if bool(self.prefix_groups) != bool(self.prefix_tokens):
+            return "shared prefixes need both prefix_groups and prefix_tokens (or neither)"
+        if self.prefix_groups and self.workload == "trace":
+            return "prefix_groups is for generated workloads; a trace's hash_ids already share prefixes"
+        if self.prefix_tokens and self.prefix_tokens >= self.prompt_tokens:
+            return (f"prefix_tokens ({self.prefix_tokens}) must be less than prompt_tokens "
+                    f"({self.prompt_tokens}): each prompt ends with a fresh suffix")
         return None
 
     @property
