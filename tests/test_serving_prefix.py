@@ -254,3 +254,30 @@ def test_without_the_lever_timings_carry_no_prefix_field(reference_url):
 def test_a_budget_below_one_block_is_refused():
     with pytest.raises(ValueError, match="at least one block"):
         ServerConfig(prefix_cache=True, prefix_block=32, prefix_cache_tokens=16)
+
+
+def servelab_cli(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "200"}  # wide help: flags are not wrapped
+    return subprocess.run([sys.executable, "-m", "servelab.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_cli_has_the_prefix_flags_and_refuses_bad_ones_in_one_line(tmp_path):
+    for command in ("serve", "run"):
+        help_text = servelab_cli(command, "--help").stdout
+        assert all(f in help_text for f in ("--prefix-cache", "--prefix-block", "--prefix-cache-tokens"))
+    assert "--prefix-groups" in help_text and "--prefix-tokens" in help_text  # run: the workload
+    serve = servelab_cli("serve", "--port", "0", "--prefix-cache", "--prefix-block", "64",
+                         "--prefix-cache-tokens", "32")
+    assert serve.returncode == 2 and serve.stderr.strip().splitlines() == [
+        "servelab: error: prefix_cache_tokens (32) must hold at least one block of prefix_block (64) tokens"]
+    store = tmp_path / "s.duckdb"
+    run = servelab_cli("run", "--prefix-groups", "4", "--prefix-tokens", "128", "--prompt-tokens", "128",
+                       "--duration", "2", "--store", str(store))
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "prefix_tokens (128) must be less than prompt_tokens (128)" in run.stderr
+    assert not store.exists()

@@ -1,0 +1,104 @@
+"""What prefix reuse buys on the reference server, off vs on side by side in one run.
+
+Traffic: every prompt is `--prompt-tokens` (512) long and starts with one of
+`--prefix-groups` (4) shared prefixes of `--prefix-tokens` (448) tokens (system prompts),
+then fresh tokens; greedy, exactly `--max-tokens` output tokens each. The same load runs
+against the built-in server with prefix reuse off and on (`--prefix-cache`):
+
+1. open loop, Poisson at `--rate`: client TTFT p50/p99, server prefill_ms p50/p99, the
+   share of requests that reused a prefix and their mean reused tokens, TPOT p50 and
+   server decode ms per output token (decode is unaffected: it should not move).
+2. closed loop, `--users` users: throughput (requests/s, output tok/s) at saturation.
+
+    python bench/prefix.py --rate 1.2 --users 2 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from servelab.config import LoadConfig, RunConfig, ServerConfig  # noqa: E402
+
+
+def one_run(store: str, reuse: bool, open_loop: bool, args) -> dict:
+    """The summary of one run, plus figures from the server's per-request timings."""
+    from servelab.results import run_summary
+    from servelab.runner import execute_run
+    from store import queries
+
+    server = ServerConfig(model=args.model, batching=args.batching, prefix_cache=reuse,
+                          prefix_block=args.prefix_block)
+    shape = {"mode": "open", "rate": args.rate} if open_loop else {"users": args.users}
+    load = LoadConfig(**shape, duration_s=args.duration, max_tokens=args.max_tokens,
+                      prompt_tokens=args.prompt_tokens, prefix_groups=args.prefix_groups,
+                      prefix_tokens=args.prefix_tokens, seed=args.seed)
+    run_id = execute_run(RunConfig(target="builtin", load=load, server=server), store)
+    summary = run_summary(store, run_id)
+    rows = queries.get_requests(store, run_id)
+    timings = [t for s, t in zip(rows["status"], rows["server"]) if s == "ok" and isinstance(t, dict)]
+    prefill = sorted(t["prefill_ms"] for t in timings)
+    reused = [t.get("prefix_tokens", 0) for t in timings]
+    summary.update(
+        prefill_p50=statistics.median(prefill) if prefill else None,
+        prefill_p99=prefill[min(len(prefill) - 1, int(0.99 * len(prefill)))] if prefill else None,
+        hit_share=sum(r > 0 for r in reused) / len(reused) if reused else None,
+        reused_mean=statistics.fmean(r for r in reused if r > 0) if any(reused) else 0.0,
+        decode_ms_tok=statistics.median(t["decode_ms"] / max(1, t["output_tokens"] - 1) for t in timings)
+        if timings else None,
+    )
+    return summary
+
+
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="small")
+    parser.add_argument("--batching", default="none")
+    parser.add_argument("--rate", type=float, default=1.2, help="open loop: requests/s")
+    parser.add_argument("--users", type=int, default=2, help="closed loop: concurrent users")
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--prompt-tokens", type=int, default=512)
+    parser.add_argument("--prefix-tokens", type=int, default=448)
+    parser.add_argument("--prefix-groups", type=int, default=4)
+    parser.add_argument("--prefix-block", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print("load average at start (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
+    print(f"prefix reuse: model={args.model} batching={args.batching} prompt={args.prompt_tokens} "
+          f"shared prefix={args.prefix_tokens} x {args.prefix_groups} groups block={args.prefix_block} "
+          f"max_tokens={args.max_tokens} duration={args.duration}s")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = str(Path(tmp) / "prefix.duckdb")
+        print(f"\nopen loop, poisson {args.rate} req/s")
+        print(f"{'reuse':<6}{'reqs':>6}{'hits':>7}{'reused':>8}{'ttft p50':>10}{'ttft p99':>10}"
+              f"{'prefill p50':>13}{'prefill p99':>13}{'tpot p50':>10}{'decode/tok':>12}")
+        for reuse in (False, True):
+            s = one_run(store, reuse, True, args)
+            print(f"{'on' if reuse else 'off':<6}{s['measured_requests']:>6}{fmt(s['hit_share'], '>7.0%')}"
+                  f"{s['reused_mean']:>8.0f}{fmt(s['ttft_ms']['p50'], '>10.1f')}{fmt(s['ttft_ms']['p99'], '>10.1f')}"
+                  f"{fmt(s['prefill_p50'], '>13.1f')}{fmt(s['prefill_p99'], '>13.1f')}"
+                  f"{fmt(s['tpot_ms']['p50'], '>10.2f')}{fmt(s['decode_ms_tok'], '>12.2f')}", flush=True)
+        print(f"\nclosed loop, {args.users} users")
+        print(f"{'reuse':<6}{'reqs':>6}{'req/s':>8}{'out tok/s':>11}{'ttft p50':>10}{'prefill p50':>13}")
+        for reuse in (False, True):
+            s = one_run(store, reuse, False, args)
+            print(f"{'on' if reuse else 'off':<6}{s['measured_requests']:>6}{fmt(s['req_s'], '>8.2f')}"
+                  f"{fmt(s['output_tok_s'], '>11.1f')}{fmt(s['ttft_ms']['p50'], '>10.1f')}"
+                  f"{fmt(s['prefill_p50'], '>13.1f')}", flush=True)
+    print("load average at end (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
