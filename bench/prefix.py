@@ -10,7 +10,7 @@ against the built-in server with prefix reuse off and on (`--prefix-cache`):
    server decode ms per output token (decode is unaffected: it should not move).
 2. closed loop, `--users` users: throughput (requests/s, output tok/s) at saturation.
 
-    python bench/prefix.py --rate 1.2 --users 2 --duration 60
+    python bench/prefix.py --rate 0.8 --users 2 --duration 60
 """
 
 from __future__ import annotations
@@ -65,14 +65,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small")
     parser.add_argument("--batching", default="none")
-    parser.add_argument("--rate", type=float, default=1.2, help="open loop: requests/s")
+    parser.add_argument("--rate", type=float, default=0.8, help="open loop: requests/s")
     parser.add_argument("--users", type=int, default=2, help="closed loop: concurrent users")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--prompt-tokens", type=int, default=512)
     parser.add_argument("--prefix-tokens", type=int, default=448)
     parser.add_argument("--prefix-groups", type=int, default=4)
     parser.add_argument("--prefix-block", type=int, default=16)
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print("load average at start (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())

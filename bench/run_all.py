@@ -17,7 +17,7 @@ BENCHES = {
     "sampler_overhead": ["--model", "tiny", "--users", "2", "--seconds", "10", "--rounds", "4"],
     "trace_replay": ["--time-scale", "10", "--duration", "60"],
     "workers": ["--rates", "100,200,400", "--duration", "8", "--workers", "2"],
-    "prefix": ["--rate", "1.2", "--users", "2", "--duration", "60"],
+    "prefix": ["--rate", "0.8", "--users", "2", "--duration", "60"],
 }
 
 
