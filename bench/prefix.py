@@ -9,6 +9,10 @@ against the built-in server with prefix reuse off and on (`--prefix-cache`):
    share of requests that reused a prefix and their mean reused tokens, TPOT p50 and
    server decode ms per output token (decode is unaffected: it should not move).
 2. closed loop, `--users` users: throughput (requests/s, output tok/s) at saturation.
+3. decode, in process (no server): the same prompts prefilled with and without reuse, the
+   two interleaved round by round so that machine noise hits both alike, then 16 decode
+   steps each: median ms per decode step. Server-side decode figures of rows 1 and 2 come
+   from runs minutes apart and move with the machine's load; this one does not.
 
     python bench/prefix.py --rate 0.8 --users 2 --duration 60
 """
@@ -20,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +60,36 @@ def one_run(store: str, reuse: bool, open_loop: bool, args) -> dict:
         if timings else None,
     )
     return summary
+
+
+def decode_check(args, rounds: int = 24) -> dict[bool, float]:
+    """Median decode-step ms after a full prefill (False) and after a reused one (True)."""
+    import torch
+
+    from serving.model import build_model
+    from serving.prefix import Prefiller, PrefixStore
+
+    torch.set_num_threads(1)  # as the server runs (ServerConfig.threads)
+    model = build_model(args.model, args.prompt_tokens + 64)
+    gen = torch.Generator().manual_seed(args.seed)
+    fresh = lambda n: torch.randint(32, 127, (n,), generator=gen).tolist()  # noqa: E731
+    shared = [fresh(args.prefix_tokens) for _ in range(args.prefix_groups)]
+    prefill = {False: Prefiller(model, None, "cpu"),
+               True: Prefiller(model, PrefixStore(args.prefix_block, 1 << 16), "cpu")}
+    cache, step_ms = model.new_cache(), {False: [], True: []}
+    with torch.inference_mode():
+        for r in range(rounds):
+            prompt = shared[r % len(shared)] + fresh(args.prompt_tokens - args.prefix_tokens)
+            for reuse in (False, True):
+                (done,) = prefill[reuse].run(cache, 0, [prompt])
+                token, pos = int(done.logits.argmax()), len(prompt)
+                t0 = time.perf_counter()
+                for _ in range(16):
+                    token = int(model(torch.tensor([[token]]), cache, pos)[0, -1].argmax())
+                    pos += 1
+                if r >= len(shared):  # the first round of each group is a miss
+                    step_ms[reuse].append((time.perf_counter() - t0) / 16 * 1e3)
+    return {reuse: statistics.median(v) for reuse, v in step_ms.items()}
 
 
 def fmt(value, spec: str) -> str:
@@ -97,6 +132,9 @@ def main() -> None:
             print(f"{'on' if reuse else 'off':<6}{s['measured_requests']:>6}{fmt(s['req_s'], '>8.2f')}"
                   f"{fmt(s['output_tok_s'], '>11.1f')}{fmt(s['ttft_ms']['p50'], '>10.1f')}"
                   f"{fmt(s['prefill_p50'], '>13.1f')}", flush=True)
+    step = decode_check(args)
+    print(f"\ndecode in process, interleaved: {step[False]:.2f} ms/step after a full prefill, "
+          f"{step[True]:.2f} ms/step after a reused one ({step[True] / step[False] - 1:+.1%})")
     print("load average at end (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
 
 
