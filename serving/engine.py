@@ -53,12 +53,12 @@ class Engine:
         torch.set_num_threads(cfg.threads)
         self.model = build_model(cfg.model, cfg.max_context, cfg.device, cfg.precision, cfg.seed)
         self.params = self.model.param_count()
+        store = PrefixStore(cfg.prefix_block, cfg.prefix_cache_tokens) if cfg.prefix_cache else None
+        self.prefiller = Prefiller(self.model, store, cfg.device)  # prompt prefills, with reuse or not
         # One row per running request, reused: each request overwrites its row from position 0.
         self.batched = cfg.batching != "none"
         self.cache = self.model.new_cache(batch=cfg.max_batch_size if self.batched else 1)
         self.banned = ~sampling.allowed_mask(cfg.device)
-        store = PrefixStore(cfg.prefix_block, cfg.prefix_cache_tokens) if cfg.prefix_cache else None
-        self.prefiller = Prefiller(self.model, store, cfg.device)
         self.jobs: queue.Queue[EngineGeneration | None] = queue.Queue()
         self.closing = threading.Event()
         self._thread: threading.Thread | None = None
