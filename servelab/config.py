@@ -154,8 +154,9 @@ class LoadConfig(_Model):
     def _prefix_problem(self) -> str | None:
         if bool(self.prefix_groups) != bool(self.prefix_tokens):
             return "shared prefixes need both prefix_groups and prefix_tokens (or neither)"
-        if self.prefix_groups and self.workload == "trace":
-            return "prefix_groups is for generated workloads; a trace's hash_ids already share prefixes"
+        if self.prefix_groups and self.workload not in ("fixed", "uniform", "normal", "lognormal"):
+            return (f"prefix_groups shapes generated prompts; workload '{self.workload}' brings its own "
+                    "(a trace's hash_ids already share prefixes)")
         if self.prefix_tokens and self.prefix_tokens >= self.prompt_tokens:
             return (f"prefix_tokens ({self.prefix_tokens}) must be less than prompt_tokens "
                     f"({self.prompt_tokens}): each prompt ends with a fresh suffix")

@@ -101,7 +101,7 @@ def test_shared_prefix_text_prompts_share_their_first_words():
     ({"prefix_groups": 2}, "need both"),
     ({"prefix_tokens": 64}, "need both"),
     ({"prefix_groups": 2, "prefix_tokens": 128}, "must be less than prompt_tokens"),
-    ({"prefix_groups": 2, "prefix_tokens": 64, "workload": "trace", "trace_path": "x.csv"}, "hash_ids"),
+    ({"prefix_groups": 2, "prefix_tokens": 64, "workload": "trace", "trace_path": "x.csv"}, "brings its own"),
 ])
 def test_inconsistent_shared_prefix_settings_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
