@@ -18,6 +18,7 @@ BENCHES = {
     "trace_replay": ["--time-scale", "10", "--duration", "60"],
     "workers": ["--rates", "100,200,400", "--duration", "8", "--workers", "2"],
     "semantic": ["--model", "small", "--requests", "150", "--paraphrase-rate", "0.3", "--threshold", "0.9"],
+    "prefix": ["--rate", "0.8", "--users", "2", "--duration", "60"],
 }
 
 

@@ -14,6 +14,13 @@ Each request draws a fresh prompt from one seeded RNG per producer, so prompts d
 prefix blocks (trace `hash_ids`), which are the same wherever the same block id appears.
 Per-request lengths come from `loadtest.workload`.
 
+Shared prefixes (`LoadConfig.prefix_groups` = G, `prefix_tokens` = P): G fixed prefixes
+of P tokens (system prompts, few-shot examples), each the same for every worker of a run
+(seeded by (seed, group)); every request starts with one of them, picked uniformly by the
+producer's RNG, and ends with fresh tokens up to its length n. A request shorter than the
+prefix keeps n - 1 of its tokens and one fresh one: every prompt ends with fresh tokens,
+so it exercises a target's prefix cache, not its result cache.
+
 Repeats (`LoadConfig.repeat_rate` = r): each request, with probability r, resends one of
 this producer's last `REPEAT_WINDOW` (32) distinct fresh bodies, chosen uniformly, instead
 of a fresh prompt: deliberate exact repeats, for a target's result cache. Bodies always
@@ -111,6 +118,14 @@ def block_tokens(block_id: int, n: int, fmt: str, seed: int) -> list[int] | list
     return [WORDS[i] for i in rng.integers(0, len(WORDS), size=n).tolist()]
 
 
+def group_prefix(group: int, n: int, fmt: str, seed: int) -> list[int] | list[str]:
+    """The `n` tokens (ids, or words for text) of shared prefix `group` (module docstring)."""
+    rng = np.random.default_rng([seed, 0x9F1E, group])
+    if fmt == "token_ids":
+        return token_id_prompt(n, rng)
+    return [WORDS[i] for i in rng.integers(0, len(WORDS), size=n).tolist()]
+
+
 class Body(NamedTuple):
     data: bytes
     prompt_tokens: int  # the client's count (exact for token ids)
@@ -151,6 +166,8 @@ class BodyFactory:
         n = self.load.prompt_tokens if n is None else n
         if blocks:
             return self._prefixed(n, blocks)
+        if self.load.prefix_groups:
+            return self._grouped(n)
         return token_id_prompt(n, self._rng) if self.format == "token_ids" else text_prompt(n, self._rng)
 
     def _prefixed(self, n: int, blocks: tuple[int, ...]) -> str | list[int]:
@@ -160,7 +177,17 @@ class BodyFactory:
         for b in blocks[: -(-n // size)]:
             toks.extend(block_tokens(b, size, self.format, self.load.seed))
         toks = toks[:n]
-        rest = n - len(toks)
+        return self._then_fresh(toks, n - len(toks))
+
+    def _grouped(self, n: int) -> str | list[int]:
+        """One shared prefix (at most n - 1 tokens of it), then fresh tokens up to n."""
+        group = int(self._rng.integers(self.load.prefix_groups))
+        shared = min(self.load.prefix_tokens, n - 1)
+        toks = group_prefix(group, shared, self.format, self.load.seed)
+        return self._then_fresh(toks, n - shared)
+
+    def _then_fresh(self, toks: list, rest: int) -> str | list[int]:
+        """Shared tokens (ids or words) followed by `rest` fresh ones."""
         if self.format == "token_ids":
             return toks + token_id_prompt(rest, self._rng)
         tail = text_prompt(rest, self._rng) if rest else ""

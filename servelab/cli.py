@@ -93,6 +93,9 @@ def serve(
                                                  "(deterministic requests)")] = False,
     semantic_threshold: Annotated[float, typer.Option(help="semantic cache: least cosine similarity of a hit")] = 0.9,
     semantic_cache_size: Annotated[int, typer.Option(help="semantic cache: entries kept (LRU)")] = 1024,
+    prefix_cache: Annotated[bool, typer.Option(help="reuse the K/V of shared prompt prefixes")] = False,
+    prefix_block: Annotated[int, typer.Option(help="prefix reuse: tokens per block")] = 16,
+    prefix_cache_tokens: Annotated[int, typer.Option(help="prefix reuse: tokens of K/V kept (LRU)")] = 8192,
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
@@ -106,7 +109,8 @@ def serve(
                        calib_itl_ms=calib_itl_ms, batching=batching,
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                        exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
-                       semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size)
+                       semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
+                       prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens)
     _check_semantic(cfg)
     from serving.server import run_server
 
@@ -158,6 +162,12 @@ def run(
     semantic_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache (prompts that mean the same)")] = False,
     semantic_threshold: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache's least cosine similarity of a hit")] = 0.9,
     semantic_cache_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache entries kept (LRU)")] = 1024,
+    prefix_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: reuse the K/V of shared prompt prefixes")] = False,
+    prefix_block: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server, prefix reuse: tokens per block")] = 16,
+    prefix_cache_tokens: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server, prefix reuse: tokens of K/V kept (LRU)")] = 8192,
+    prefix_groups: Annotated[int, typer.Option(rich_help_panel="Traffic shape",
+        help="shared prefixes (e.g. system prompts): each prompt starts with one of this many")] = 0,
+    prefix_tokens: Annotated[int, typer.Option(rich_help_panel="Traffic shape", help="tokens of each shared prefix")] = 0,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
     paraphrase_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape",
@@ -195,12 +205,14 @@ def run(
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
         endpoint=endpoint, repeat_rate=repeat_rate, paraphrase_rate=paraphrase_rate,
+        prefix_groups=prefix_groups, prefix_tokens=prefix_tokens,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
                           exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
-                          semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size)
+                          semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
+                          prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens)
     if target == "builtin":
         _check_semantic(server)
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,

@@ -57,6 +57,11 @@ class ServerConfig(_Model):
                                       "similarity of a hit (bench/semantic.py measures the trade)")
     semantic_cache_size: int = Field(1024, ge=1, le=1 << 14, description="semantic cache: entries kept (LRU; "
                                      "a lookup scores them all on the event loop: 0.35 ms at 10k on a 2-core VM)")
+    # Prefix reuse (serving/prefix.py): the K/V of block-aligned prompt prefixes are kept
+    # (LRU, up to prefix_cache_tokens tokens) and copied into later requests that share them.
+    prefix_cache: bool = False
+    prefix_block: int = Field(16, ge=1, le=4096, description="prefix reuse: tokens per block")
+    prefix_cache_tokens: int = Field(8192, ge=1, le=1 << 24, description="prefix reuse: tokens of K/V kept")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
@@ -69,6 +74,13 @@ class ServerConfig(_Model):
         if v not in MODEL_SIZES:
             raise ValueError(f"unknown model size {v!r}: choose {', '.join(MODEL_SIZES)}")
         return v
+
+    @model_validator(mode="after")
+    def _prefix_fits(self) -> ServerConfig:
+        if self.prefix_cache and self.prefix_cache_tokens < self.prefix_block:
+            raise ValueError(f"prefix_cache_tokens ({self.prefix_cache_tokens}) must hold at least "
+                             f"one block of prefix_block ({self.prefix_block}) tokens")
+        return self
 
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]
@@ -119,6 +131,9 @@ class LoadConfig(_Model):
     paraphrase_rate: float = Field(0.0, ge=0, le=1, description="above 0, prompts are questions from the "
                                    "paraphrase set and this fraction paraphrase an earlier one (semantic-cache hits)")
     paraphrase_path: str | None = Field(None, description="paraphrase set (default: data/paraphrases/)")
+    prefix_groups: int = Field(0, ge=0, le=1_000_000, description="shared prefixes (e.g. system prompts); "
+                               "each prompt starts with one of them, picked at random; 0 = none")
+    prefix_tokens: int = Field(0, ge=0, description="tokens of each shared prefix (the rest of a prompt is fresh)")
     seed: int = 0
     model: str | None = Field(None, description="model name sent to the target")
 
@@ -150,6 +165,19 @@ class LoadConfig(_Model):
             return "paraphrase_rate sends the paraphrase set's questions: not with a dataset's prompts"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
+        return self._prefix_problem()
+
+    def _prefix_problem(self) -> str | None:
+        if bool(self.prefix_groups) != bool(self.prefix_tokens):
+            return "shared prefixes need both prefix_groups and prefix_tokens (or neither)"
+        if self.prefix_groups and self.workload not in ("fixed", "uniform", "normal", "lognormal"):
+            return (f"prefix_groups shapes generated prompts; workload '{self.workload}' brings its own "
+                    "(a trace's hash_ids already share prefixes)")
+        if self.prefix_groups and self.paraphrase_rate:
+            return "prefix_groups shapes generated prompts; paraphrase_rate sends the paraphrase set's questions"
+        if self.prefix_tokens and self.prefix_tokens >= self.prompt_tokens:
+            return (f"prefix_tokens ({self.prefix_tokens}) must be less than prompt_tokens "
+                    f"({self.prompt_tokens}): each prompt ends with a fresh suffix")
         return None
 
     @property

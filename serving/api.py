@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from servelab.config import ServerConfig
 from serving import prompts, schemas
 from serving.errors import ApiError
-from serving.generation import Backend, Generation
+from serving.generation import GENERATED, Backend, Generation
 from serving.metrics import ServerMetrics
 from serving.profiler import profiler_router
 from serving.responses import SSE_DONE, ObjectFactory, sse, timing_headers, usage
@@ -51,8 +51,9 @@ def with_levers(cfg: ServerConfig, backend: Backend, metrics: ServerMetrics | No
 
 def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     """The app for one setup; builds (and warms) the backend now unless one is given."""
-    metrics = ServerMetrics()
-    backend = with_levers(cfg, backend if backend is not None else build_backend(cfg), metrics)
+    backend = backend if backend is not None else build_backend(cfg)
+    metrics = ServerMetrics(getattr(backend, "prefiller", None))  # the engine's; calibration has none
+    backend = with_levers(cfg, backend, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -171,7 +172,7 @@ class _Reply:
     def _final_timings(self) -> dict:
         """The `servelab` object of a finished generation, also recorded in the metrics."""
         timings = self.gen.timings.as_dict(self.prompt_tokens, self.gen.output_tokens)
-        if timings["cache"] in ("miss", "bypass"):  # the histograms describe generations run
+        if timings["cache"] in GENERATED:  # the histograms describe generations run
             self.metrics.observe_done(timings)
         return timings
 
@@ -220,7 +221,7 @@ class _Reply:
     def done(self, t_done_ns: int) -> None:
         """The response is over (called once: by the stream, or by the handler)."""
         self.metrics.in_flight.dec()
-        if self.gen.timings.cache in ("miss", "bypass"):  # hits and followers generated nothing
+        if self.gen.timings.cache in GENERATED:  # hits and followers generated nothing
             self.metrics.count_tokens(self.prompt_tokens, self.gen.output_tokens)
         self.gen.finish(t_done_ns)
 
