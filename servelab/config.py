@@ -49,6 +49,15 @@ class ServerConfig(_Model):
     cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
     cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
     merge_inflight: bool = False
+    # Async jobs (serving/jobs.py): POST /v1/jobs, then poll GET /v1/jobs/{id}.
+    max_jobs: int = Field(1024, ge=1, description="jobs: queued + running at most; more get 429")
+    job_concurrency: int = Field(64, ge=1, description="jobs: handed to the backend at once; the rest wait queued")
+    job_ttl_s: float = Field(600.0, gt=0, description="jobs: seconds a finished job's result is kept")
+    job_wait_max_s: float = Field(60.0, gt=0, le=3600, description="jobs: longest long-poll (?wait=S)")
+    # Replicas: N server processes behind an HAProxy front (servelab/replicas.py); 1 = direct.
+    replicas: int = Field(1, ge=1, le=64, description="server processes behind a load balancer")
+    balance: Literal["leastconn", "roundrobin"] = Field(
+        "leastconn", description="replicas: HAProxy balancing algorithm")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
