@@ -78,10 +78,14 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(help="exact result cache (deterministic requests)")] = False,
     merge_inflight: Annotated[bool, typer.Option(help="merge identical in-flight requests")] = False,
+    replicas: Annotated[int, typer.Option(help="server processes behind an HAProxy front (needs haproxy)")] = 1,
+    balance: Annotated[str, typer.Option(help="replicas: leastconn or roundrobin")] = "leastconn",
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
     Example: servelab serve --port 0 --model small --batching continuous --precision int8
+
+    Replicas: servelab serve --port 8000 --replicas 2 --threads 1
     """
     from servelab.config import ServerConfig
     from servelab.errors import UserError
@@ -90,7 +94,13 @@ def serve(
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
                        calib_itl_ms=calib_itl_ms, batching=batching,
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       exact_cache=exact_cache, merge_inflight=merge_inflight)
+                       exact_cache=exact_cache, merge_inflight=merge_inflight,
+                       replicas=replicas, balance=balance)
+    if cfg.replicas > 1:
+        from servelab.replicas import serve_replicas
+
+        serve_replicas(cfg)
+        return
     from serving.server import run_server
 
     try:
@@ -136,6 +146,9 @@ def run(
     max_wait_ms: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: static batch fill wait")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: exact result cache")] = False,
     merge_inflight: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: merge identical in-flight requests")] = False,
+    replicas: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: processes behind an HAProxy front")] = 1,
+    balance: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server, replicas: leastconn or roundrobin")] = "leastconn",
+    threads: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: torch threads (per replica)")] = 1,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
     gpu_sampling: Annotated[str, typer.Option(rich_help_panel="Profilers", 
@@ -167,7 +180,8 @@ def run(
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
-                          exact_cache=exact_cache, merge_inflight=merge_inflight)
+                          exact_cache=exact_cache, merge_inflight=merge_inflight,
+                          replicas=replicas, balance=balance, threads=threads)
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

@@ -139,3 +139,24 @@ def _wait_front(proc: subprocess.Popen, url: str, err_tail: deque, timeout_s: fl
                     return
         time.sleep(0.05)
     raise UserError(f"the replicas' front did not answer within {timeout_s:.0f} s")
+
+
+def serve_replicas(cfg: ServerConfig) -> None:
+    """`servelab serve --replicas N`: start them, print the front's address as the ready
+    line (the same line a single server prints), serve until SIGTERM/SIGINT, stop all."""
+    import signal
+    import sys
+
+    from serving.server import READY_PREFIX
+
+    def _exit(signum, frame) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
+    with replicated_server(cfg) as target:
+        print(READY_PREFIX + target.url, flush=True)
+        print(f"servelab serve: {cfg.replicas} replicas behind haproxy ({cfg.balance}), pids "
+              f"{', '.join(map(str, target.pids))}; haproxy pid {target.lb_pid}", file=sys.stderr, flush=True)
+        while True:
+            signal.pause()
