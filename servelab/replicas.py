@@ -11,6 +11,7 @@ this process dies, health-checks every replica on GET /health, and logs nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from servelab.config import ServerConfig
+from servelab.config import ENV_PREFIX, ServerConfig
 from servelab.errors import UserError
 from servelab.procs import spawn_exec, stop
 from servelab.targets import Target, _drain, server_processes
@@ -35,6 +36,13 @@ STREAM_TIMEOUT_S = 900
 
 
 def haproxy_path() -> str:
+    """The haproxy binary: $SERVELAB_HAPROXY if set, else on PATH or in /usr/sbin."""
+    given = os.environ.get(f"{ENV_PREFIX}HAPROXY")
+    if given:
+        found = shutil.which(given)
+        if found is None:
+            raise UserError(f"{ENV_PREFIX}HAPROXY={given} is not an executable; {HAPROXY_MISSING}")
+        return found
     path = shutil.which("haproxy") or next(
         (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(p).is_file()), None)
     if path is None:
@@ -121,7 +129,8 @@ def replicated_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iter
         threading.Thread(target=_drain, args=(proc.stderr, err_tail), daemon=True).start()
         try:
             _wait_front(proc, url, err_tail, start_timeout_s)
-            yield Target(url, replicas[0].pid, tuple(t.pid for t in replicas), proc.pid)
+            yield Target(url, replicas[0].pid, tuple(t.pid for t in replicas), proc.pid,
+                         tuple(t.url for t in replicas))
         finally:
             stop(proc)
 

@@ -39,12 +39,14 @@ class Target:
     """A run's target: its base URL, and the processes servelab launched for it.
 
     `pid` is the server (with replicas: replica 0, the one the GPU sampler attributes
-    memory to); `pids` every replica's, in order; `lb_pid` the load balancer's."""
+    memory to); `pids` every replica's, in order, `backends` their own URLs; `lb_pid` the
+    load balancer's."""
 
     url: str
     pid: int | None = None
     pids: tuple[int, ...] = ()
     lb_pid: int | None = None
+    backends: tuple[str, ...] = ()
 
     def roles(self) -> dict[str, int]:
         """The processes by sampler role: server (replica 0), server1, ..., lb."""
