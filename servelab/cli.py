@@ -140,6 +140,8 @@ def run(
     slo: Annotated[str | None, typer.Option(rich_help_panel="Load", help='e.g. "ttft_p99<=500ms,tpot_p99<=50ms"')] = None,
     model: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server's model size")] = "small",
     endpoint: Annotated[str, typer.Option(rich_help_panel="Traffic shape", help="completions or chat")] = "completions",
+    api: Annotated[str, typer.Option(rich_help_panel="Traffic shape",
+        help="stream (SSE), nonstream (one JSON body) or job (submit to /v1/jobs, long-poll the result)")] = "stream",
     label: Annotated[str | None, typer.Option(help="a name for the run")] = None,
     batching: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server: none, static or continuous")] = "none",
     max_batch_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: sequences decoded together")] = 8,
@@ -175,7 +177,7 @@ def run(
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
-        endpoint=endpoint, repeat_rate=repeat_rate,
+        endpoint=endpoint, repeat_rate=repeat_rate, api=api,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,

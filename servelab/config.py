@@ -112,6 +112,9 @@ class LoadConfig(_Model):
     block_tokens: int = Field(512, ge=1, description="trace hash_ids: tokens per shared block")
     prompt_format: Literal["auto", "text", "token_ids"] = "auto"
     endpoint: Literal["completions", "chat"] = "completions"
+    api: Literal["stream", "nonstream", "job"] = Field(
+        "stream", description="stream (SSE), nonstream (one JSON body) or job (submit, then long-poll "
+        "/v1/jobs): the last two time only the whole result")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     ignore_eos: bool = True
     repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "
