@@ -8,7 +8,9 @@ one by one: `output_tokens_client` is None and the server's usage counts.
 A job (`api="job"`) is POST /v1/jobs (202 and the job's id; t_send_ns is this submit),
 then GET /v1/jobs/{id}?wait=S long-polls on the same keep-alive connection until the job
 is finished; t_last_ns is when the finished job's body arrived. A job that failed or was
-cancelled on the server is a `stream_error` naming its status.
+cancelled on the server is a `stream_error` naming its status; a job that outlives the
+request timeout is deleted (DELETE /v1/jobs/{id}, best effort), as a server stops a
+stream whose client left.
 
 Imports gevent: only for the load-generator process.
 """
@@ -27,6 +29,7 @@ from loadtest.record import MAX_ERROR_CHARS, set_failure
 
 POLL_WAIT_S = 30.0  # one long-poll; the server bounds it too (job_wait_max_s)
 JOBS_PATH = "/v1/jobs"
+CANCEL_TIMEOUT_S = 2.0
 
 
 def send_request(api: str, pool: ConnectionPool, target: Target, head: bytes, body: bytes,
@@ -43,6 +46,7 @@ def whole_request(pool: ConnectionPool, target: Target, head: bytes, body: bytes
                   timeout_s: float, job: bool) -> None:
     timer = gevent.Timeout(timeout_s, _Expired)
     timer.start()
+    job_id = None
     try:
         code, raw, t = _exchange(pool, head + body, rec)
         rec["http_status"] = code
@@ -51,7 +55,8 @@ def whole_request(pool: ConnectionPool, target: Target, head: bytes, body: bytes
             return
         obj = json.loads(raw)
         if job:
-            obj, t = _poll(pool, target, str(obj["id"]), rec)
+            job_id = str(obj["id"])
+            obj, t = _poll(pool, target, job_id, rec)
         if obj is not None:
             _fill(rec, obj, t)
     except GreenletExit:
@@ -61,6 +66,8 @@ def whole_request(pool: ConnectionPool, target: Target, head: bytes, body: bytes
         set_failure(rec, "stream_error", f"bad response body: {type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a failure is a record, never a crash
         _record_failure(rec, exc, rec["http_status"] is not None, timeout_s)
+        if job_id is not None and isinstance(exc, _Expired):
+            _cancel(pool, target, job_id, rec["req_id"])  # as a stream's server stops when its client leaves
     finally:
         timer.close()
         if rec["t_last_ns"] is None:
@@ -97,6 +104,15 @@ def _poll(pool: ConnectionPool, target: Target, job_id: str, rec: dict) -> tuple
             error = (job.get("error") or {}).get("message") or "no result"
             set_failure(rec, "stream_error", f"job {status}: {error}")
             return None, t
+
+
+def _cancel(pool: ConnectionPool, target: Target, job_id: str, rid: str) -> None:
+    """Best effort: DELETE a job this client gave up on, so it stops using the server."""
+    with gevent.Timeout(CANCEL_TIMEOUT_S, False):
+        try:
+            _exchange(pool, target.head(f"{JOBS_PATH}/{job_id}", rid, 0, method="DELETE"), {})
+        except Exception:  # noqa: BLE001 - the record already says timeout
+            pass
 
 
 def _fill(rec: dict, obj: dict, t: int) -> None:
