@@ -17,6 +17,7 @@ BENCHES = {
     "sampler_overhead": ["--model", "tiny", "--users", "2", "--seconds", "10", "--rounds", "4"],
     "trace_replay": ["--time-scale", "10", "--duration", "60"],
     "workers": ["--rates", "100,200,400", "--duration", "8", "--workers", "2"],
+    "replicas": ["--model", "small", "--users", "2,4,8", "--duration", "20"],
 }
 
 

@@ -50,7 +50,7 @@ def haproxy_path() -> str:
     return path
 
 
-def haproxy_config(front_fd: int, backends: list[str], balance: str) -> str:
+def haproxy_config(front_fd: int, backends: list[str], balance: str, job_ttl_s: float = 600.0) -> str:
     """The config of a front on the inherited socket `front_fd` over `backends` (base URLs).
 
     - `balance leastconn`: a new request goes to the replica with the fewest in flight;
@@ -61,6 +61,10 @@ def haproxy_config(front_fd: int, backends: list[str], balance: str) -> str:
     - `option http-no-delay`: every SSE chunk is forwarded at once (no Nagle, no MSG_MORE),
       so TTFT and inter-token gaps are not stretched by the front. HAProxy never buffers
       a response body it can forward.
+    - jobs stick to the replica that took them: a job lives in one replica's memory, and
+      HAProxy balances every request of a keep-alive connection on its own. The 202's
+      `Location` (/v1/jobs/ID) is stored in a stick table, and a later request whose path
+      is that job's (a poll, /cancel, DELETE) goes to the same replica.
     - no `log` lines: neither requests, headers nor bodies are logged anywhere.
     """
     servers = "\n".join(
@@ -88,6 +92,9 @@ frontend servelab
 
 backend replicas
     balance {balance}
+    stick-table type string len 64 size 100k expire {max(1, int(job_ttl_s) + 60)}s
+    stick store-response res.hdr(location) if {{ status 202 }}
+    stick match path,regsub(/cancel$,) if {{ path_beg /v1/jobs/ }}
     option httpchk GET /health
     http-check expect status 200
 {servers}
@@ -118,7 +125,7 @@ def replicated_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iter
         host, port = sock.getsockname()[:2]
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         conf = Path(folder) / "haproxy.cfg"
-        conf.write_text(haproxy_config(sock.fileno(), [t.url for t in replicas], cfg.balance))
+        conf.write_text(haproxy_config(sock.fileno(), [t.url for t in replicas], cfg.balance, cfg.job_ttl_s))
         try:
             proc = spawn_exec([exe, "-db", "-f", str(conf)], pass_fds=(sock.fileno(),),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -35,11 +35,19 @@ def requests_served(url: str) -> float:
                if line.startswith("servelab_requests_total{") and 'endpoint="completions"' in line)
 
 
+def metric(url: str, name: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in {url}/metrics")
+
+
 def test_config_balances_health_checks_and_never_logs():
     conf = haproxy_config(7, ["http://127.0.0.1:4001", "http://127.0.0.1:4002"], "leastconn")
     assert "bind fd@7" in conf and "balance leastconn" in conf
     assert "server r0 127.0.0.1:4001 check" in conf and "server r1 127.0.0.1:4002 check" in conf
     assert "option httpchk GET /health" in conf
+    assert "stick store-response res.hdr(location)" in conf and "stick match path" in conf
     assert not re.search(r"^\s*log\b|option httplog|capture", conf, re.M)
 
 
@@ -56,6 +64,16 @@ def test_two_replicas_share_the_load_and_stream_through_the_front():
         assert codes == [200] * 8
         served = [requests_served(url) for url in target.backends]
         assert sum(served) == 8 and all(n >= 2 for n in served), served
+
+        # Jobs: spread over both replicas, yet every poll (each on a new connection) reaches
+        # the replica that holds the job.
+        before = [metric(url, "servelab_jobs_submitted_total") for url in target.backends]
+        ids = [httpx.post(f"{target.url}/v1/jobs", json={"body": {"prompt": f"j{i}", "max_tokens": 3}},
+                          timeout=30).json()["id"] for i in range(6)]
+        jobs = [httpx.get(f"{target.url}/v1/jobs/{j}", params={"wait": 30}, timeout=60).json() for j in ids]
+        assert [j["status"] for j in jobs] == ["succeeded"] * 6
+        took = [metric(url, "servelab_jobs_submitted_total") - b for url, b in zip(target.backends, before)]
+        assert sum(took) == 6 and all(n >= 1 for n in took), took
 
         # SSE through haproxy: chunks arrive as generated, not buffered to the end.
         t_send = time.perf_counter()
