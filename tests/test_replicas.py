@@ -117,3 +117,27 @@ def test_missing_haproxy_is_one_clear_line(cli):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "apt-get install haproxy" in r.stderr
     assert r.stderr.startswith("servelab: error:")
+
+
+@needs_haproxy
+@pytest.mark.slow
+def test_run_with_replicas_stores_the_knob_and_samples_every_replica(cli, tmp_path):
+    import json
+
+    import duckdb
+
+    store = str(tmp_path / "s.duckdb")
+    r = cli("run", "--target", "builtin", "--model", "tiny", "--replicas", "2", "--balance", "roundrobin",
+            "--users", "2", "--duration", "4", "--max-tokens", "8", "--prompt-tokens", "16",
+            "--api", "job", "--store", store, "--json", timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["status"] == "completed" and summary["errors"] == 0 and summary["requests"] > 0
+    with duckdb.connect(store, read_only=True) as db:
+        config = json.loads(db.execute("select config from runs").fetchone()[0])
+        roles = {row[0] for row in db.execute("select distinct role from samples").fetchall()}
+        queued = db.execute("select count(*) from requests where json_extract(server, '$.job_queue_ms') "
+                            "is not null").fetchone()[0]
+    assert config["server"]["replicas"] == 2 and config["server"]["balance"] == "roundrobin"
+    assert config["load"]["api"] == "job" and queued == summary["requests"]
+    assert {"server", "server1", "lb", "loadgen"} <= roles
