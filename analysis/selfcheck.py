@@ -13,6 +13,9 @@ one reason line; a check with nothing to judge is None and does not fail):
 - token mismatch: fraction of ok requests whose server `usage` disagrees with the client's
   own count: output tokens (usage.completion_tokens vs content chunks), and prompt tokens
   when the client's count is exact (token-id prompts); fails above 1%.
+- output length (recorded, never fails): fraction of ok requests that got fewer output
+  tokens than `max_tokens` asked for. servelab asks for exact lengths (`max_tokens` with
+  `ignore_eos`/`min_tokens`); a target that ignores those stops early, and this says how often.
 
 Pure: no I/O. Percentiles as in `analysis.stats`.
 """
@@ -31,7 +34,7 @@ from analysis.stats import percentile
 THRESHOLDS = {"client_cpu_pct": 90.0, "schedule_lag_p99_ms": 10.0, "rate_error": 0.01,
               "token_mismatch_frac": 0.01}
 _COLUMNS = ("t_sched_ns", "t_send_ns", "status", "output_tokens", "output_tokens_client",
-            "prompt_tokens", "prompt_tokens_client")
+            "prompt_tokens", "prompt_tokens_client", "max_tokens")
 
 
 def schedule_lags_ms(records: list[dict[str, Any]]) -> np.ndarray:
@@ -58,6 +61,21 @@ def token_mismatch_frac(records: list[dict[str, Any]], exact_prompt: bool) -> fl
             bad = bad or r["prompt_tokens"] != r.get("prompt_tokens_client")
         mismatched += bad
     return mismatched / judged if judged else None
+
+
+def short_output_frac(records: list[dict[str, Any]]) -> float | None:
+    """Fraction of ok requests with fewer output tokens (usage, else the client's count) than
+    their `max_tokens`. Formula: short / judged, judged = ok requests with a max_tokens."""
+    judged = short = 0
+    for r in records:
+        if r.get("status") != "ok" or r.get("max_tokens") is None:
+            continue
+        got = r.get("output_tokens") if r.get("output_tokens") is not None else r.get("output_tokens_client")
+        if got is None:
+            continue
+        judged += 1
+        short += got < r["max_tokens"]
+    return short / judged if judged else None
 
 
 def achieved_over_requested(steps: list[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
@@ -90,6 +108,7 @@ def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: list
         "achieved_over_requested": achieved_over_requested(steps, records),
         "usage_vs_client_token_mismatch_frac": token_mismatch_frac(records, exact_prompt),
         "capped_requests": _max(field(s, "capped") for s in steps),
+        "output_shorter_than_asked_frac": short_output_frac(records),
     }
     reasons = _reasons(out, thresholds)
     return {**out, "passed": not reasons, "reasons": reasons, "thresholds": dict(thresholds)}

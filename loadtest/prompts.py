@@ -128,7 +128,7 @@ class BodyFactory:
         self.path = JOBS_PATH if load.api == "job" else PATHS[load.endpoint]
         # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
         self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
-        self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row)
+        self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row, exact_bytes=builtin)
         if trace is not None and shards > 1:  # worker `shard` of `shards` sends every shards-th arrival
             self._lengths = itertools.islice(self._lengths, shard, None, shards)
         self.capped = 0  # requests whose lengths were cut to max_context
@@ -162,7 +162,8 @@ class BodyFactory:
         lengths = next(self._lengths)
         self.capped += lengths.capped
         load = self.load.model_copy(update={"max_tokens": lengths.output})
-        body = request_body(load, self.prompt(lengths.prompt, lengths.blocks))
+        prompt = lengths.text if lengths.text is not None else self.prompt(lengths.prompt, lengths.blocks)
+        body = request_body(load, prompt)
         fresh = Body(json.dumps(body, separators=(",", ":")).encode(), lengths.prompt, lengths.output)
         self._recent.append(fresh)
         return fresh

@@ -29,7 +29,7 @@ from locust.env import Environment
 from pydantic import ValidationError
 
 from loadtest import spec as contract
-from loadtest import arrivals, traces
+from loadtest import arrivals, datasets, traces
 from loadtest.client import Target
 from loadtest.whole import send_request
 from loadtest.prompts import BodyFactory
@@ -52,9 +52,16 @@ class RequestFailed(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.worker", description=__doc__.split("\n")[0])
-    parser.add_argument("--spec", required=True, help="path of the step's spec JSON file")
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--spec", help="path of the step's spec JSON file")
+    how.add_argument("--master", help="HOST:PORT of a Locust master (python -m loadtest.master) to get the spec from")
+    parser.add_argument("--ship", action="store_true",
+                        help="with --master, from another machine: also send every record to the master")
+    parser.add_argument("--spool-dir", help="with --ship: where this machine keeps its own copy")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="loadtest: %(message)s")
+    if args.master:
+        return _under_master(args)
     try:
         spec = WorkerSpec.model_validate_json(Path(args.spec).read_bytes())
         target = Target(spec.target_url, _api_key(spec))
@@ -65,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {where}: {first['msg']}")
     except (OSError, ValueError) as exc:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {_one_line(exc)}")
-    code = warm_up(target, spec)
+    code, message = warm_up(target, spec)
     if code != contract.EXIT_OK:
-        return code
+        return _fail(code, message)
     try:
         spool = SpoolWriter(spec.spool_dir, spec.producer)
     except OSError as exc:
@@ -81,6 +88,30 @@ def main(argv: list[str] | None = None) -> int:
         return run_step(step, env)
 
 
+def _under_master(args) -> int:
+    from loadtest.master import parse_bind
+    from loadtest.remote import run_under_master
+
+    try:
+        host, port = parse_bind(args.master)
+    except ValueError as exc:
+        return _fail(contract.EXIT_BAD_SPEC, str(exc).replace("--bind", "--master"))
+
+    def prepare(spec: WorkerSpec):
+        try:
+            target = Target(spec.target_url, _api_key(spec))
+            bodies, trace_t_s = _bodies(spec)
+        except (OSError, ValueError) as exc:
+            return None, None, None, contract.EXIT_BAD_SPEC, f"bad worker spec from the master: {_one_line(exc)}"
+        code, message = warm_up(target, spec)
+        return target, bodies, trace_t_s, code, message
+
+    def report(step: Step, env: Environment, bodies: BodyFactory) -> None:
+        step.on_record = locust_reporter(env, bodies.path)
+
+    return run_under_master(host, port, args.ship, args.spool_dir, prepare, report)
+
+
 def _api_key(spec: WorkerSpec) -> str | None:
     """The bearer token, read from the environment so it is never in a file or a record."""
     if spec.api_key_env is None:
@@ -92,17 +123,21 @@ def _api_key(spec: WorkerSpec) -> str | None:
 
 
 def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
-    """The body factory (lengths from the load's workload, trace rows included) and the
-    trace's arrival seconds (None without a trace)."""
+    """The body factory (lengths from the load's workload: trace rows or dataset prompts
+    included) and the trace's arrival seconds (None without a trace)."""
     load = spec.load
-    if not load.trace_path:
+    trace = traces.read_trace(load.trace_path, load.trace_format) if load.trace_path else None
+    t_s = None if trace is None else trace.t_s
+    if load.workload == "dataset":  # prompts from the dataset; a trace may still drive arrivals
+        dataset = datasets.read_dataset(load.dataset_path)
+        return BodyFactory(load, spec.builtin, spec.producer, dataset), t_s
+    if trace is None:
         return BodyFactory(load, spec.builtin, spec.producer), None
-    trace = traces.read_trace(load.trace_path, load.trace_format)
     first = arrivals.trace_first_row(trace.t_s, load.trace_start_s)
-    return BodyFactory(load, spec.builtin, spec.producer, trace, first, spec.shard, spec.shards), trace.t_s
+    return BodyFactory(load, spec.builtin, spec.producer, trace, first, spec.shard, spec.shards), t_s
 
 
-def warm_up(target: Target, spec: WorkerSpec) -> int:
+def warm_up(target: Target, spec: WorkerSpec) -> tuple[int, str | None]:
     """One request shaped like the real ones (fewer output tokens), not recorded: it opens
     the server's cold paths before t0 and proves the target is there."""
     load = spec.load.model_copy(update={
@@ -116,14 +151,14 @@ def warm_up(target: Target, spec: WorkerSpec) -> int:
     send_request(load.api, pool, target, target.head(bodies.path, rid, len(data)), data, rec, load.timeout_s)
     pool.close()
     if rec["status"] in ("conn_error", "timeout"):
-        return _fail(contract.EXIT_UNREACHABLE, f"cannot reach {target.url}: {rec['error']}")
+        return contract.EXIT_UNREACHABLE, f"cannot reach {target.url}: {rec['error']}"
     if rec["status"] == "http_error" and rec["http_status"] in REJECTING:
-        return _fail(contract.EXIT_REJECTED, f"{target.url} rejected the warm-up request: "
-                     f"HTTP {rec['http_status']}: {_one_line(rec['error'])}")
+        return contract.EXIT_REJECTED, (f"{target.url} rejected the warm-up request: "
+                                        f"HTTP {rec['http_status']}: {_one_line(rec['error'])}")
     if rec["status"] != "ok":
         print(f"loadtest: warning: warm-up request to {target.url} failed ({rec['status']}): "
               f"{_one_line(rec['error'])}", file=sys.stderr, flush=True)
-    return contract.EXIT_OK
+    return contract.EXIT_OK, None
 
 
 def run_step(step: Step, env: Environment) -> int:

@@ -11,6 +11,11 @@ Workloads (`LoadConfig.workload`):
 - `trace`: the trace's rows in order (from the first replayed row), cycling if the step
   outlasts the trace: ContextTokens/input_length -> prompt, GeneratedTokens/output_length
   -> max_tokens (sent with ignore_eos, so the server generates exactly that many).
+- `dataset`: prompt texts from a JSONL dataset (`loadtest.datasets`: ShareGPT
+  conversations or prompt rows), in a seeded random order, reshuffled each pass; the
+  output length is the row's `output_tokens`, else its reference reply's length, else
+  `max_tokens`. Rows whose prompt alone does not fit `max_context` are skipped (as vLLM's
+  benchmark filters them); their text is never cut.
 
 Every request is then capped so prompt + output <= `max_context` (the target's limit):
 output = min(output, output_cap, max_context - 1), prompt = min(prompt, max_context - output).
@@ -34,6 +39,7 @@ class Lengths(NamedTuple):
     output: int
     blocks: tuple[int, ...] = ()  # shared-prefix block ids (Mooncake hash_ids)
     capped: bool = False
+    text: str | None = None  # a dataset's prompt text (sent as is)
 
 
 def cap(prompt: int, output: int, max_context: int, output_cap: int | None = None) -> tuple[int, int, bool]:
@@ -73,8 +79,38 @@ def _trace_rows(trace, first: int) -> Iterator[tuple[int, int, tuple[int, ...]]]
         yield int(trace.prompt[i]), int(trace.output[i]), blocks
 
 
-def lengths_for(load: LoadConfig, rng: np.random.Generator, trace=None, first_row: int = 0) -> Iterator[Lengths]:
-    """An endless iterator of capped per-request lengths for `load.workload`."""
+def _dataset_rows(load: LoadConfig, dataset, rng: np.random.Generator,
+                  exact_bytes: bool) -> Iterator[Lengths]:
+    from loadtest.datasets import count_tokens
+
+    rows = []
+    for row in dataset.rows:
+        prompt = count_tokens(row.prompt, exact_bytes)
+        if prompt >= load.max_context:
+            continue
+        output = row.output_tokens or (count_tokens(row.reply, exact_bytes) if row.reply else load.max_tokens)
+        rows.append((prompt, output, row.prompt))
+    if not rows:
+        raise ValueError(f"no dataset prompt fits max_context={load.max_context} tokens")
+    while True:
+        for i in rng.permutation(len(rows)).tolist():
+            prompt, output, text = rows[i]
+            _, out, cut = cap(prompt, output, load.max_context, load.output_cap)
+            yield Lengths(prompt, out, (), cut, text)
+
+
+def lengths_for(load: LoadConfig, rng: np.random.Generator, trace=None, first_row: int = 0,
+                exact_bytes: bool = False) -> Iterator[Lengths]:
+    """An endless iterator of capped per-request lengths for `load.workload`.
+
+    `trace` is the trace for workload `trace`, the `loadtest.datasets.Dataset` for
+    `dataset`; `exact_bytes`: the target's tokenizer is byte-level (the built-in server).
+    """
+    if load.workload == "dataset":
+        if trace is None:
+            raise ValueError("workload 'dataset' needs the dataset")
+        yield from _dataset_rows(load, trace, rng, exact_bytes)
+        return
     if load.workload == "trace":
         if trace is None:
             raise ValueError("workload 'trace' needs the trace")

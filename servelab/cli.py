@@ -124,8 +124,10 @@ def run(
     trace_format: Annotated[str, typer.Option(rich_help_panel="Traffic shape", help="auto, azure, mooncake, burstgpt")] = "auto",
     time_scale: Annotated[float, typer.Option(rich_help_panel="Traffic shape", help="trace: speed-up, 60 replays an hour in a minute")] = 1.0,
     trace_start: Annotated[float, typer.Option(rich_help_panel="Traffic shape", help="trace: skip this many trace seconds")] = 0.0,
+    dataset: Annotated[str | None, typer.Option(rich_help_panel="Traffic shape", 
+        help="JSONL prompts to send: ShareGPT conversations or {\"prompt\": ...} rows")] = None,
     workload: Annotated[str | None, typer.Option(rich_help_panel="Traffic shape", 
-        help="lengths: fixed, uniform, normal, lognormal, trace (default: trace with --trace)")] = None,
+        help="lengths: fixed, uniform, normal, lognormal, trace, dataset (default: from --dataset/--trace)")] = None,
     length_cv: Annotated[float, typer.Option(rich_help_panel="Traffic shape", help="uniform/normal/lognormal: std / mean of lengths")] = 0.5,
     max_context: Annotated[int, typer.Option(rich_help_panel="Traffic shape", help="cap on prompt + output tokens per request")] = 2048,
     output_cap: Annotated[int | None, typer.Option(rich_help_panel="Traffic shape", help="cap on output tokens per request (any workload)")] = None,
@@ -160,6 +162,12 @@ def run(
     gpu_devices: Annotated[str | None, typer.Option(rich_help_panel="Profilers", 
         help="GPU indices to sample, e.g. 0,1 (default: all)")] = None,
     workers: Annotated[int, typer.Option(rich_help_panel="Load", help="load-generator processes, each sending its shard")] = 1,
+    locust_master: Annotated[bool, typer.Option(rich_help_panel="Load", 
+        help="run the workers under a Locust master (Locust's master/worker mode)")] = False,
+    remote_workers: Annotated[int, typer.Option(rich_help_panel="Load", 
+        help="also wait for this many workers from other machines (implies --locust-master)")] = 0,
+    master_bind: Annotated[str, typer.Option(rich_help_panel="Load", 
+        help="HOST[:PORT] the Locust master listens on (remote workers: e.g. 0.0.0.0:5557)")] = "127.0.0.1:0",
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -168,12 +176,14 @@ def run(
     Example: servelab run --target builtin --rate 4 --duration 20 --slo "ttft_p99<=500ms"
 
     Trace replay: servelab run --trace data/traces/AzureLLMInferenceTrace_conv.csv --time-scale 60 --duration 60
+
+    Real prompts: servelab run --dataset data/datasets/sample_sharegpt.jsonl --rate 2 --duration 20
     """
     from servelab.config import RunConfig, SamplerConfig, ServerConfig
     from servelab.load_flags import build_load
 
     load = build_load(
-        users, rate, arrival, trace, workload, rate_steps, burstiness=burstiness, rate_end=rate_end,
+        users, rate, arrival, trace, workload, rate_steps, dataset=dataset, burstiness=burstiness, rate_end=rate_end,
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
@@ -187,7 +197,8 @@ def run(
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],
-                    profile=profile, workers=workers)
+                    profile=profile, workers=workers, locust_master=locust_master,
+                    remote_workers=remote_workers, master_bind=master_bind)
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))

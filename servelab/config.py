@@ -73,7 +73,7 @@ class ServerConfig(_Model):
 
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]
-Workload = Literal["fixed", "uniform", "normal", "lognormal", "trace"]
+Workload = Literal["fixed", "uniform", "normal", "lognormal", "trace", "dataset"]
 TraceFormat = Literal["auto", "azure", "mooncake", "burstgpt"]
 
 
@@ -107,6 +107,7 @@ class LoadConfig(_Model):
     output_cap: int | None = Field(None, ge=1, description="cap: output tokens per request (any workload)")
     trace_path: str | None = Field(None, description="Azure CSV, Mooncake JSONL or BurstGPT CSV")
     trace_format: TraceFormat = "auto"
+    dataset_path: str | None = Field(None, description="JSONL prompts: ShareGPT conversations or prompt rows")
     time_scale: float = Field(1.0, gt=0, le=1e6, description="trace: 60 replays an hour in a minute")
     trace_start_s: float = Field(0.0, ge=0, description="trace: skip this many trace seconds")
     block_tokens: int = Field(512, ge=1, description="trace hash_ids: tokens per shared block")
@@ -144,6 +145,8 @@ class LoadConfig(_Model):
             return "steps arrivals need rate_steps: [(rate, seconds), ...]"
         if self.rate_steps and any(r < 0 or s <= 0 for r, s in self.rate_steps):
             return "rate_steps: each rate must be >= 0 and each duration > 0 seconds"
+        if self.workload == "dataset" and not self.dataset_path:
+            return "workload 'dataset' needs a dataset_path (a JSONL file of prompts)"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
         return None
@@ -185,9 +188,26 @@ class RunConfig(_Model):
     slo: list[SLOTerm] = Field(default_factory=list)
     profile: SamplerConfig = Field(default_factory=SamplerConfig)
     workers: int = Field(1, ge=1, le=64, description="load-generator processes on this machine")
+    # Locust's master/worker mode (loadtest/master.py): a master process hands out the shards;
+    # `remote_workers` more connect from other machines to `master_bind` and ship their records.
+    locust_master: bool = Field(False, description="run the workers under a Locust master")
+    remote_workers: int = Field(0, ge=0, le=1024, description="workers expected from other machines")
+    master_bind: str = Field("127.0.0.1:0", description="HOST[:PORT] the master listens on (0: any free port)")
 
     @model_validator(mode="after")
     def _workers_fit(self) -> RunConfig:
-        if self.load.mode == "closed" and self.workers > self.load.users:
-            raise ValueError(f"--workers {self.workers} needs at least as many --users ({self.load.users})")
+        host, _, port = self.master_bind.rpartition(":") if ":" in self.master_bind else (self.master_bind, "", "0")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad master_bind {self.master_bind!r}: expected HOST or HOST:PORT, e.g. 0.0.0.0:5557")
+        if self.remote_workers and host in ("127.0.0.1", "localhost"):
+            raise ValueError("remote workers need master_bind on an address other machines reach, "
+                             "e.g. --master-bind 0.0.0.0:5557")
+        n = self.workers + self.remote_workers
+        if self.load.mode == "closed" and n > self.load.users:
+            raise ValueError(f"{n} workers need at least as many --users ({self.load.users})")
         return self
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the step runs under a Locust master."""
+        return self.locust_master or self.remote_workers > 0

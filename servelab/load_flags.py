@@ -2,7 +2,8 @@
 
 Rules: `--rate` means open loop, `--users` closed loop (not both). With `--trace` and
 neither, the trace's own timestamps drive an open loop (`arrival=trace`) and its rows give
-the lengths (`workload=trace`). `--rate-steps "10:30,40:30"` is (rate:seconds, ...).
+the lengths (`workload=trace`). `--dataset FILE.jsonl` sends that dataset's prompt texts
+(`workload=dataset`), with any arrivals. `--rate-steps "10:30,40:30"` is (rate:seconds, ...).
 A trace that cannot be read is a user error (one line), found before anything starts.
 """
 
@@ -26,7 +27,8 @@ def parse_rate_steps(text: str | None) -> list[tuple[float, float]] | None:
 
 
 def build_load(users: int | None, rate: float | None, arrival: str | None, trace: str | None,
-               workload: str | None, rate_steps: str | None, **fields: Any) -> LoadConfig:
+               workload: str | None, rate_steps: str | None, dataset: str | None = None,
+               **fields: Any) -> LoadConfig:
     """The run's LoadConfig from the CLI flags (`fields`: LoadConfig fields given as is)."""
     if users is not None and rate is not None:
         raise UserError("give either --users (closed loop) or --rate (open loop), not both")
@@ -34,7 +36,8 @@ def build_load(users: int | None, rate: float | None, arrival: str | None, trace
         arrival = "trace" if trace and rate is None and users is None else "poisson"
     mode = "open" if rate is not None or arrival in ("trace", "steps") else "closed"
     load = LoadConfig(mode=mode, users=users or 1, rate=rate, arrival=arrival,
-                      workload=workload or ("trace" if trace else "fixed"),
+                      workload=workload or ("dataset" if dataset else "trace" if trace else "fixed"),
+                      dataset_path=str(Path(dataset).resolve()) if dataset else None,
                       rate_steps=parse_rate_steps(rate_steps),
                       trace_path=str(Path(trace).resolve()) if trace else None, **fields)
     if load.trace_path:
@@ -42,6 +45,13 @@ def build_load(users: int | None, rate: float | None, arrival: str | None, trace
 
         try:
             read_trace(load.trace_path, load.trace_format)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    if load.dataset_path:
+        from loadtest.datasets import read_dataset
+
+        try:
+            read_dataset(load.dataset_path)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     return load

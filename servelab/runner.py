@@ -7,6 +7,7 @@ parses flags into a `RunConfig` and calls `execute_run`.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,11 +17,12 @@ from servelab.config import RunConfig
 from servelab.errors import UserError
 from servelab.sampling import StepProbes
 from servelab.targets import Target, builtin_server, normalize_url
-from servelab.workers import run_workers, write_specs
+from servelab.workers import master_address, run_with_master, run_workers, write_specs
 from store import ingest, runs
 
 Progress = Callable[[dict], None]
 EXIT_UNREACHABLE = 3
+EXIT_LOST = 5  # loadtest.master: a worker disappeared mid-step (its shipped records are kept)
 
 
 def host_info() -> dict:
@@ -96,12 +98,19 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         url = target.url
         base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
                 "spool_dir": str(spool)}
-        spec_paths = write_specs(base, load, cfg.workers, Path(spool))
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup,
                             server_roles=target.roles())
         try:
-            results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start)
+            if cfg.distributed:
+                spec = Path(spool) / "spec-master.json"
+                spec.write_text(json.dumps({**base, "producer": "master", "load": load.model_dump(mode="json")}))
+                bind = master_address(cfg.master_bind, cfg.remote_workers)
+                results = run_with_master(spec, cfg.workers, cfg.remote_workers, bind, lock_fd,
+                                          probes.relay, on_spawn=probes.start)
+            else:
+                spec_paths = write_specs(base, load, cfg.workers, Path(spool))
+                results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start)
         finally:
             probes.finish()
     return _step_status(results, url)
@@ -115,7 +124,7 @@ def _step_status(results: list[tuple[int, str]], url: str) -> str:
             raise UserError(err or f"cannot reach {url}")
     if all(rc == 0 for rc, _ in results):
         return "completed"
-    if all(rc <= 0 for rc, _ in results):
+    if all(rc <= 0 or rc == EXIT_LOST for rc, _ in results):
         return "interrupted"  # a load generator was killed by a signal
     rc, err = next((rc, err) for rc, err in results if rc > 0)
     raise UserError(f"the load generator failed (exit {rc}): {err}")

@@ -120,3 +120,55 @@ def run_workers(spec_paths: list[Path], lock_fd: int, on_progress: Progress | No
         for p in procs:
             stop(p, timeout_s=30)
     return [(p.returncode, t[-1].strip() if t else "") for p, t in zip(procs, tails)]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the master binds it a moment later)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def master_address(bind: str, remote: int) -> tuple[str, int]:
+    """(host, port) for the master from `--master-bind HOST[:PORT]`; port 0 or none picks one."""
+    host, _, port = bind.rpartition(":") if ":" in bind else (bind, ":", "0")  # checked by RunConfig
+    return host, int(port) or free_port("127.0.0.1" if host in ("0.0.0.0", "*") else host)
+
+
+def run_with_master(spec_path: Path, local: int, remote: int, bind: tuple[str, int], lock_fd: int,
+                    on_progress: Progress | None, on_spawn: Callable[[int], None] | None = None
+                    ) -> list[tuple[int, str]]:
+    """Runs the step under a Locust master (`python -m loadtest.master`) with `local` workers
+    on this machine and `remote` ones that connect from elsewhere; [(exit code, last stderr
+    line)] for the master, then each local worker."""
+    host, port = bind
+    master = spawn(["-m", "loadtest.master", "--spec", str(spec_path), "--workers", str(local + remote),
+                    "--bind", f"{host}:{port}"], pass_fds=(lock_fd,),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    connect = f"127.0.0.1:{port}" if host in ("0.0.0.0", "*") else f"{host}:{port}"
+    if remote and on_progress:
+        on_progress({"note": f"waiting for {remote} worker(s) from other machines: run there "
+                             f"`python -m loadtest.worker --master <this machine>:{port} --ship`"})
+    procs = [master] + [spawn(["-m", "loadtest.worker", "--master", connect], pass_fds=(lock_fd,),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(local)]
+    tails: list[deque[str]] = [deque(maxlen=5) for _ in procs]
+    summed = _Sum(1, on_progress)  # the master already sums its workers' progress
+    threads = [threading.Thread(target=lambda p=p, t=t: t.extend(p.stderr), daemon=True)
+               for p, t in zip(procs, tails)]
+    threads.append(threading.Thread(target=_relay, args=(master, 0, summed), daemon=True))
+    threads += [threading.Thread(target=lambda p=p: p.stdout.read(), daemon=True) for p in procs[1:]]
+    for t in threads:
+        t.start()
+    try:
+        if on_spawn and local:
+            on_spawn(procs[1].pid)
+        for p in procs:
+            p.wait()
+        for t in threads:
+            t.join(5)
+    finally:
+        for p in procs:
+            stop(p, timeout_s=30)
+    return [(p.returncode, t[-1].strip() if t else "") for p, t in zip(procs, tails)]

@@ -50,6 +50,13 @@ class Cli:
         self.procs.append(proc)
         return proc
 
+    def popen_module(self, args: list[str], **kw) -> subprocess.Popen:
+        """`python -m ARGS...` in a new session (e.g. a load-generator worker started by hand)."""
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=self.cwd, env=self.env,
+                                start_new_session=True, **kw)
+        self.procs.append(proc)
+        return proc
+
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  timeout: float = 120) -> subprocess.CompletedProcess:
         """Run `servelab ARGS...` to the end; returns it with text stdout/stderr."""

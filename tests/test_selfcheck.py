@@ -157,3 +157,12 @@ def test_trace_replay_through_the_cli_against_calibration_mode(cli, tmp_path):
     assert list(req["prompt_tokens"]) == [min(int(p), 2044) for p in trace.prompt[:n]]
     listed = json.loads(cli("runs", "--store", "s.duckdb", "--json").stdout)[0]
     assert listed["self_check"] in ("passed", "failed") and listed["arrival"] == "trace"
+
+
+def test_outputs_shorter_than_asked_are_recorded_but_do_not_fail():
+    recs = [{**rec(i, out=8 if i % 4 else 5, out_client=8 if i % 4 else 5), "max_tokens": 8} for i in range(100)]
+    recs.append({**rec(100, status="http_error"), "max_tokens": 8, "output_tokens": 0})  # not judged
+    c = self_check(recs, [open_step(101)])
+    assert c["output_shorter_than_asked_frac"] == pytest.approx(0.25)
+    assert c["passed"]
+    assert self_check([rec(i) for i in range(5)], [open_step(5)])["output_shorter_than_asked_frac"] is None
