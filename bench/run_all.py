@@ -19,6 +19,7 @@ BENCHES = {
     "workers": ["--rates", "100,200,400", "--duration", "8", "--workers", "2"],
     "semantic": ["--model", "small", "--requests", "150", "--paraphrase-rate", "0.3", "--threshold", "0.9"],
     "prefix": ["--rate", "0.8", "--users", "2", "--duration", "60"],
+    "replicas": ["--model", "small", "--users", "2,4,8", "--duration", "20"],
 }
 
 

@@ -64,6 +64,7 @@ WORDS = (
 REPEAT_WINDOW = 32  # repeats pick uniformly among this many most recent fresh bodies
 
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+JOBS_PATH = "/v1/jobs"
 
 
 def resolve_format(prompt_format: str, builtin: bool) -> str:
@@ -84,7 +85,8 @@ def text_prompt(n: int, rng: np.random.Generator) -> str:
 
 
 def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
-    """The OpenAI-compatible streaming body for `load.endpoint` around `prompt`.
+    """The OpenAI-compatible body for `load.endpoint` around `prompt`: streaming unless
+    `load.api` is nonstream or job; a job wraps it as {"endpoint", "body"} (serving/jobs.py).
 
     Chat messages carry text only, so a token-id prompt is sent as the same bytes decoded
     as ASCII: still exact for a byte-level tokenizer (the chat template is the server's).
@@ -97,15 +99,14 @@ def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
         body["messages"] = [{"role": "user", "content": content}]
     else:
         body["prompt"] = prompt
-    body.update(
-        max_tokens=load.max_tokens,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
+    body.update(max_tokens=load.max_tokens, temperature=0)
+    if load.api == "stream":
+        body.update(stream=True, stream_options={"include_usage": True})
     if load.ignore_eos:
         # vLLM's extensions: generate exactly max_tokens so every request has the same length.
         body.update(ignore_eos=True, min_tokens=load.max_tokens)
+    if load.api == "job":
+        return {"endpoint": load.endpoint, "body": body}
     return body
 
 
@@ -144,7 +145,7 @@ class BodyFactory:
                  trace=None, first_row: int = 0, shard: int = 0, shards: int = 1):
         self.load = load
         self.format = resolve_format(load.prompt_format, builtin)
-        self.path = PATHS[load.endpoint]
+        self.path = JOBS_PATH if load.api == "job" else PATHS[load.endpoint]
         # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
         self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
         self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row, exact_bytes=builtin)

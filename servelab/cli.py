@@ -96,10 +96,14 @@ def serve(
     prefix_cache: Annotated[bool, typer.Option(help="reuse the K/V of shared prompt prefixes")] = False,
     prefix_block: Annotated[int, typer.Option(help="prefix reuse: tokens per block")] = 16,
     prefix_cache_tokens: Annotated[int, typer.Option(help="prefix reuse: tokens of K/V kept (LRU)")] = 8192,
+    replicas: Annotated[int, typer.Option(help="server processes behind an HAProxy front (needs haproxy)")] = 1,
+    balance: Annotated[str, typer.Option(help="replicas: leastconn or roundrobin")] = "leastconn",
 ) -> None:
     """Serve the built-in OpenAI-compatible reference server.
 
     Example: servelab serve --port 0 --model small --batching continuous --precision int8
+
+    Replicas: servelab serve --port 8000 --replicas 2 --threads 1
     """
     from servelab.config import ServerConfig
     from servelab.errors import UserError
@@ -110,8 +114,14 @@ def serve(
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                        exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
                        semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
-                       prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens)
+                       prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
+                       replicas=replicas, balance=balance)
     _check_semantic(cfg)
+    if cfg.replicas > 1:
+        from servelab.replicas import serve_replicas
+
+        serve_replicas(cfg)
+        return
     from serving.server import run_server
 
     try:
@@ -153,6 +163,8 @@ def run(
     slo: Annotated[str | None, typer.Option(rich_help_panel="Load", help='e.g. "ttft_p99<=500ms,tpot_p99<=50ms"')] = None,
     model: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server's model size")] = "small",
     endpoint: Annotated[str, typer.Option(rich_help_panel="Traffic shape", help="completions or chat")] = "completions",
+    api: Annotated[str, typer.Option(rich_help_panel="Traffic shape",
+        help="stream (SSE), nonstream (one JSON body) or job (submit to /v1/jobs, long-poll the result)")] = "stream",
     label: Annotated[str | None, typer.Option(help="a name for the run")] = None,
     batching: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server: none, static or continuous")] = "none",
     max_batch_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: sequences decoded together")] = 8,
@@ -168,6 +180,9 @@ def run(
     prefix_groups: Annotated[int, typer.Option(rich_help_panel="Traffic shape",
         help="shared prefixes (e.g. system prompts): each prompt starts with one of this many")] = 0,
     prefix_tokens: Annotated[int, typer.Option(rich_help_panel="Traffic shape", help="tokens of each shared prefix")] = 0,
+    replicas: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: processes behind an HAProxy front")] = 1,
+    balance: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server, replicas: leastconn or roundrobin")] = "leastconn",
+    threads: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: torch threads (per replica)")] = 1,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
     paraphrase_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape",
@@ -205,14 +220,15 @@ def run(
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
         endpoint=endpoint, repeat_rate=repeat_rate, paraphrase_rate=paraphrase_rate,
-        prefix_groups=prefix_groups, prefix_tokens=prefix_tokens,
+        prefix_groups=prefix_groups, prefix_tokens=prefix_tokens, api=api,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
                           exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
                           semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
-                          prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens)
+                          prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
+                          replicas=replicas, balance=balance, threads=threads)
     if target == "builtin":
         _check_semantic(server)
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,

@@ -62,6 +62,15 @@ class ServerConfig(_Model):
     prefix_cache: bool = False
     prefix_block: int = Field(16, ge=1, le=4096, description="prefix reuse: tokens per block")
     prefix_cache_tokens: int = Field(8192, ge=1, le=1 << 24, description="prefix reuse: tokens of K/V kept")
+    # Async jobs (serving/jobs.py): POST /v1/jobs, then poll GET /v1/jobs/{id}.
+    max_jobs: int = Field(1024, ge=1, description="jobs: queued + running at most; more get 429")
+    job_concurrency: int = Field(64, ge=1, description="jobs: handed to the backend at once; the rest wait queued")
+    job_ttl_s: float = Field(600.0, gt=0, description="jobs: seconds a finished job's result is kept")
+    job_wait_max_s: float = Field(60.0, gt=0, le=3600, description="jobs: longest long-poll (?wait=S)")
+    # Replicas: N server processes behind an HAProxy front (servelab/replicas.py); 1 = direct.
+    replicas: int = Field(1, ge=1, le=64, description="server processes behind a load balancer")
+    balance: Literal["leastconn", "roundrobin"] = Field(
+        "leastconn", description="replicas: HAProxy balancing algorithm")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
@@ -124,6 +133,9 @@ class LoadConfig(_Model):
     block_tokens: int = Field(512, ge=1, description="trace hash_ids: tokens per shared block")
     prompt_format: Literal["auto", "text", "token_ids"] = "auto"
     endpoint: Literal["completions", "chat"] = "completions"
+    api: Literal["stream", "nonstream", "job"] = Field(
+        "stream", description="stream (SSE), nonstream (one JSON body) or job (submit, then long-poll "
+        "/v1/jobs): the last two time only the whole result")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     ignore_eos: bool = True
     repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "

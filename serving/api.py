@@ -1,8 +1,9 @@
 """The HTTP API: an OpenAI-compatible FastAPI app over one backend (engine or calibration).
 
 Routes: POST /v1/completions, POST /v1/chat/completions (streaming and not),
-GET /v1/models, GET /health, GET /metrics, and the torch-profiler window
-(POST /v1/profiler/start, /v1/profiler/stop: serving/profiler.py). Request bodies and headers are never logged.
+GET /v1/models, GET /health, GET /metrics, the torch-profiler window
+(POST /v1/profiler/start, /v1/profiler/stop: serving/profiler.py) and async jobs
+(POST /v1/jobs, GET/DELETE /v1/jobs/{id}: serving/jobs.py). Request bodies and headers are never logged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 from servelab.config import ServerConfig
 from serving import prompts, schemas
 from serving.errors import ApiError
-from serving.generation import GENERATED, Backend, Generation
+from serving.generation import GENERATED, Backend, Generation, GenRequest
+from serving.jobs import jobs_router
 from serving.metrics import ServerMetrics
 from serving.profiler import profiler_router
 from serving.responses import SSE_DONE, ObjectFactory, sse, timing_headers, usage
@@ -90,6 +92,7 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=metrics.content_type)
 
     app.include_router(profiler_router())
+    app.include_router(jobs_router(cfg, handler, metrics.registry))
     return app
 
 
@@ -142,8 +145,7 @@ class _CompletionHandler:
             return exc.response()
         self.metrics.in_flight.inc()
         gen = self.backend.submit(gen_req)
-        if gen.timings.cache != "lookup":  # a semantic lookup (shared.PENDING) counts its outcome once known
-            self.metrics.count_outcome(gen.timings.cache, levers_on(self.cfg))
+        self._count(gen)
         reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
         if req.stream:
             self.metrics.count(endpoint, 200)
@@ -157,6 +159,30 @@ class _CompletionHandler:
             response = Response(status_code=499)
         self.metrics.count(endpoint, response.status_code)
         return response
+
+    def _count(self, gen: Generation) -> None:
+        if gen.timings.cache != "lookup":  # a semantic lookup (shared.PENDING) counts its outcome once known
+            self.metrics.count_outcome(gen.timings.cache, levers_on(self.cfg))
+
+    def parse(self, body: bytes, chat: bool, t_recv_ns: int) -> tuple[schemas._Common, GenRequest, int]:
+        """A request body validated as the endpoint would (ApiError if not): for jobs."""
+        req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+        gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
+        return req, gen_req, prompt_tokens
+
+    async def complete(self, gen_req: GenRequest, prompt_tokens: int, chat: bool) -> dict:
+        """Runs a validated request to its end through the backend (levers included) and
+        returns the non-streaming body; ApiError (500) if the generation failed. Cancelling
+        the awaiting task cancels the generation. Used by jobs."""
+        self.metrics.in_flight.inc()
+        gen = self.backend.submit(gen_req)
+        self._count(gen)
+        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
+        try:
+            return await reply.body()
+        finally:
+            gen.cancel()  # no-op when finished
+            reply.done(time.perf_counter_ns())
 
 
 class _Reply:
@@ -207,16 +233,24 @@ class _Reply:
             self.metrics.ttft.observe((t_ns - self.gen.request.t_recv_ns) / 1e9)
 
     async def collect(self) -> Response:
+        try:
+            body = await self.body()
+        except ApiError as exc:
+            return exc.response()
+        return JSONResponse(body, headers=timing_headers(body["servelab"]))
+
+    async def body(self) -> dict:
+        """The whole non-streaming body with its `servelab` timings; ApiError if it failed."""
         pieces, finish = [], "length"
         async for event in self.gen.events():
             if event.error is not None:
-                return ApiError(500, event.error, code="generation_failed").response()
+                raise ApiError(500, event.error, code="generation_failed")
             pieces.append(event.text)
             finish = event.finish_reason or finish
         timings = self._final_timings()
         body = self.factory.full("".join(pieces), finish, usage(self.prompt_tokens, self.gen.output_tokens))
         body["servelab"] = timings
-        return JSONResponse(body, headers=timing_headers(timings))
+        return body
 
     def done(self, t_done_ns: int) -> None:
         """The response is over (called once: by the stream, or by the handler)."""
