@@ -82,12 +82,13 @@ def prompt_tokens(rec: Mapping[str, Any]) -> int | None:
 
 
 def tpot_ns(rec: Mapping[str, Any]) -> float | None:
-    """Time per output token after the first (vLLM's TPOT); None with fewer than 2 tokens.
+    """Time per output token after the first (vLLM's TPOT); None with fewer than 2 tokens,
+    or with fewer than 2 content chunks (a whole response: non-streaming or a job).
 
     Formula: tpot = (t_last_ns - t_first_ns) / (output_tokens - 1)
     """
     n, span = output_tokens(rec), _diff(rec, "t_last_ns", "t_first_ns")
-    if n is None or n < 2 or span is None:
+    if n is None or n < 2 or span is None or len(chunks(rec)) < 2:
         return None
     return span / (n - 1)
 

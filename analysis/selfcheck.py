@@ -48,11 +48,12 @@ def schedule_lags_ms(records: list[dict[str, Any]]) -> np.ndarray:
 def token_mismatch_frac(records: list[dict[str, Any]], exact_prompt: bool) -> float | None:
     """Fraction of ok requests with server usage whose counts differ from the client's.
 
-    Formula: mismatched / judged, judged = ok requests that carry usage.completion_tokens.
+    Formula: mismatched / judged, judged = ok requests that carry usage.completion_tokens and a client count
+    (whole responses, non-streaming or jobs, have none).
     """
     judged = mismatched = 0
     for r in records:
-        if r.get("status") != "ok" or r.get("output_tokens") is None:
+        if r.get("status") != "ok" or r.get("output_tokens") is None or r.get("output_tokens_client") is None:
             continue
         judged += 1
         bad = r["output_tokens"] != r.get("output_tokens_client")

@@ -1,7 +1,7 @@
 """`make bench`: runs every benchmark under bench/ and prints their figures.
 
 The arguments are the ones whose output is recorded in docs/performance.md. The whole set
-takes about 25 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
+takes about 30 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
 """
 
 import subprocess
@@ -17,6 +17,9 @@ BENCHES = {
     "sampler_overhead": ["--model", "tiny", "--users", "2", "--seconds", "10", "--rounds", "4"],
     "trace_replay": ["--time-scale", "10", "--duration", "60"],
     "workers": ["--rates", "100,200,400", "--duration", "8", "--workers", "2"],
+    "semantic": ["--model", "small", "--requests", "150", "--paraphrase-rate", "0.3", "--threshold", "0.9"],
+    "prefix": ["--rate", "0.8", "--users", "2", "--duration", "60"],
+    "replicas": ["--model", "small", "--users", "2,4,8", "--duration", "20"],
     "overload": ["--model", "tiny", "--duration", "30", "--factor", "2"],
 }
 

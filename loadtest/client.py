@@ -98,9 +98,9 @@ class Target:
             fixed += f"Authorization: Bearer {api_key}\r\n"
         self._fixed = fixed
 
-    def head(self, path: str, req_id: str, body_len: int) -> bytes:
+    def head(self, path: str, req_id: str, body_len: int, method: str = "POST") -> bytes:
         return (
-            f"POST {self.prefix}{path} HTTP/1.1\r\n{self._fixed}"
+            f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._fixed}"
             f"x-request-id: {req_id}\r\nContent-Length: {body_len}\r\n\r\n"
         ).encode("latin-1")
 

@@ -14,12 +14,24 @@ Each request draws a fresh prompt from one seeded RNG per producer, so prompts d
 prefix blocks (trace `hash_ids`), which are the same wherever the same block id appears.
 Per-request lengths come from `loadtest.workload`.
 
+Shared prefixes (`LoadConfig.prefix_groups` = G, `prefix_tokens` = P): G fixed prefixes
+of P tokens (system prompts, few-shot examples), each the same for every worker of a run
+(seeded by (seed, group)); every request starts with one of them, picked uniformly by the
+producer's RNG, and ends with fresh tokens up to its length n. A request shorter than the
+prefix keeps n - 1 of its tokens and one fresh one: every prompt ends with fresh tokens,
+so it exercises a target's prefix cache, not its result cache.
+
 Repeats (`LoadConfig.repeat_rate` = r): each request, with probability r, resends one of
 this producer's last `REPEAT_WINDOW` (32) distinct fresh bodies, chosen uniformly, instead
 of a fresh prompt: deliberate exact repeats, for a target's result cache. Bodies always
 ask for temperature 0 (greedy), so a repeat is a deterministic, cacheable request. The
 repeat draws use their own RNG, so the fresh prompts of a run do not depend on r.
-Pure: no I/O.
+
+Paraphrases (`LoadConfig.paraphrase_rate` = p > 0): prompts are text questions from the
+paraphrase set instead (`loadtest.paraphrases`; a token-id format is ignored), p of them
+paraphrasing a question this producer sent earlier: traffic for a semantic cache. The
+output lengths still come from the workload; the prompt is as long as its question.
+Pure: no I/O, except reading the paraphrase set once.
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ WORDS = (
 REPEAT_WINDOW = 32  # repeats pick uniformly among this many most recent fresh bodies
 
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+JOBS_PATH = "/v1/jobs"
 
 
 def resolve_format(prompt_format: str, builtin: bool) -> str:
@@ -72,7 +85,8 @@ def text_prompt(n: int, rng: np.random.Generator) -> str:
 
 
 def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
-    """The OpenAI-compatible streaming body for `load.endpoint` around `prompt`.
+    """The OpenAI-compatible body for `load.endpoint` around `prompt`: streaming unless
+    `load.api` is nonstream or job; a job wraps it as {"endpoint", "body"} (serving/jobs.py).
 
     Chat messages carry text only, so a token-id prompt is sent as the same bytes decoded
     as ASCII: still exact for a byte-level tokenizer (the chat template is the server's).
@@ -85,15 +99,14 @@ def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
         body["messages"] = [{"role": "user", "content": content}]
     else:
         body["prompt"] = prompt
-    body.update(
-        max_tokens=load.max_tokens,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
+    body.update(max_tokens=load.max_tokens, temperature=0)
+    if load.api == "stream":
+        body.update(stream=True, stream_options={"include_usage": True})
     if load.ignore_eos:
         # vLLM's extensions: generate exactly max_tokens so every request has the same length.
         body.update(ignore_eos=True, min_tokens=load.max_tokens)
+    if load.api == "job":
+        return {"endpoint": load.endpoint, "body": body}
     return body
 
 
@@ -101,6 +114,14 @@ def block_tokens(block_id: int, n: int, fmt: str, seed: int) -> list[int] | list
     """The `n` tokens (ids, or words for text) of shared-prefix block `block_id`: the same
     for every request (and worker) that names the block, so a target can reuse its prefix."""
     rng = np.random.default_rng([seed, 0x5EED, block_id])
+    if fmt == "token_ids":
+        return token_id_prompt(n, rng)
+    return [WORDS[i] for i in rng.integers(0, len(WORDS), size=n).tolist()]
+
+
+def group_prefix(group: int, n: int, fmt: str, seed: int) -> list[int] | list[str]:
+    """The `n` tokens (ids, or words for text) of shared prefix `group` (module docstring)."""
+    rng = np.random.default_rng([seed, 0x9F1E, group])
     if fmt == "token_ids":
         return token_id_prompt(n, rng)
     return [WORDS[i] for i in rng.integers(0, len(WORDS), size=n).tolist()]
@@ -124,7 +145,7 @@ class BodyFactory:
                  trace=None, first_row: int = 0, shard: int = 0, shards: int = 1):
         self.load = load
         self.format = resolve_format(load.prompt_format, builtin)
-        self.path = PATHS[load.endpoint]
+        self.path = JOBS_PATH if load.api == "job" else PATHS[load.endpoint]
         # Seeded by (seed, producer): each worker of a run draws different, reproducible prompts.
         self._rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode())])
         self._lengths: Iterator[Lengths] = lengths_for(load, self._rng, trace, first_row, exact_bytes=builtin)
@@ -134,11 +155,20 @@ class BodyFactory:
         self._repeat_rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode()), 0x4E9])
         self._recent: deque[Body] = deque(maxlen=REPEAT_WINDOW)
         self.repeats = 0  # bodies that repeat an earlier one
+        self.builtin = builtin
+        self.questions = None
+        if load.paraphrase_rate:
+            from loadtest.paraphrases import QuestionStream, load_groups
+
+            rng = np.random.default_rng([load.seed, zlib.crc32(producer.encode()), 0x9A2])
+            self.questions = QuestionStream(load_groups(load.paraphrase_path), load.paraphrase_rate, rng)
 
     def prompt(self, n: int | None = None, blocks: tuple[int, ...] = ()) -> str | list[int]:
         n = self.load.prompt_tokens if n is None else n
         if blocks:
             return self._prefixed(n, blocks)
+        if self.load.prefix_groups:
+            return self._grouped(n)
         return token_id_prompt(n, self._rng) if self.format == "token_ids" else text_prompt(n, self._rng)
 
     def _prefixed(self, n: int, blocks: tuple[int, ...]) -> str | list[int]:
@@ -148,7 +178,17 @@ class BodyFactory:
         for b in blocks[: -(-n // size)]:
             toks.extend(block_tokens(b, size, self.format, self.load.seed))
         toks = toks[:n]
-        rest = n - len(toks)
+        return self._then_fresh(toks, n - len(toks))
+
+    def _grouped(self, n: int) -> str | list[int]:
+        """One shared prefix (at most n - 1 tokens of it), then fresh tokens up to n."""
+        group = int(self._rng.integers(self.load.prefix_groups))
+        shared = min(self.load.prefix_tokens, n - 1)
+        toks = group_prefix(group, shared, self.format, self.load.seed)
+        return self._then_fresh(toks, n - shared)
+
+    def _then_fresh(self, toks: list, rest: int) -> str | list[int]:
+        """Shared tokens (ids or words) followed by `rest` fresh ones."""
         if self.format == "token_ids":
             return toks + token_id_prompt(rest, self._rng)
         tail = text_prompt(rest, self._rng) if rest else ""
@@ -161,9 +201,16 @@ class BodyFactory:
         lengths = next(self._lengths)
         self.capped += lengths.capped
         load = self.load.model_copy(update={"max_tokens": lengths.output})
-        prompt = lengths.text if lengths.text is not None else self.prompt(lengths.prompt, lengths.blocks)
+        if self.questions is not None:
+            text = self.questions.next().text
+            # Exact for a byte-level tokenizer; about one BPE token per word elsewhere.
+            prompt, n_prompt = text, len(text.encode()) if self.builtin else len(text.split())
+        elif lengths.text is not None:
+            prompt, n_prompt = lengths.text, lengths.prompt
+        else:
+            prompt, n_prompt = self.prompt(lengths.prompt, lengths.blocks), lengths.prompt
         body = request_body(load, prompt)
-        fresh = Body(json.dumps(body, separators=(",", ":")).encode(), lengths.prompt, lengths.output)
+        fresh = Body(json.dumps(body, separators=(",", ":")).encode(), n_prompt, lengths.output)
         self._recent.append(fresh)
         return fresh
 

@@ -18,11 +18,12 @@ import gevent
 from gevent.event import Event
 from geventhttpclient.connectionpool import ConnectionPool
 
-from loadtest.client import Target, stream_request
+from loadtest.client import Target
 from loadtest.prompts import Body, BodyFactory
 from loadtest.record import new_record, req_id
 from loadtest.spec import WorkerSpec
 from loadtest.spool import SpoolWriter
+from loadtest.whole import send_request
 
 OnRecord = Callable[[dict], None]
 SPIN_NS = 2_000_000  # open loop: a request's greenlet starts this early and spins the rest
@@ -132,7 +133,7 @@ class Step:
         try:
             if t_sched_ns is not None:
                 spin_until(t_sched_ns)
-            stream_request(pool, head, data, rec, self.load.timeout_s)
+            send_request(self.load.api, pool, self.target, head, data, rec, self.load.timeout_s)
         finally:
             self.inflight.discard(me)
             self._finish(rec)

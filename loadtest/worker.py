@@ -30,7 +30,8 @@ from pydantic import ValidationError
 
 from loadtest import spec as contract
 from loadtest import arrivals, datasets, traces
-from loadtest.client import Target, stream_request
+from loadtest.client import Target
+from loadtest.whole import send_request
 from loadtest.prompts import BodyFactory
 from loadtest.record import new_record
 from loadtest.spec import WorkerSpec
@@ -165,7 +166,7 @@ def warm_up(target: Target, spec: WorkerSpec) -> tuple[int, str | None]:
     rid = f"{spec.producer}-warmup"
     rec = new_record(rid, spec.producer, None, None, load.max_tokens, prompt_tokens)
     pool = target.pool(1, load.timeout_s)
-    stream_request(pool, target.head(bodies.path, rid, len(data)), data, rec, load.timeout_s)
+    send_request(load.api, pool, target, target.head(bodies.path, rid, len(data)), data, rec, load.timeout_s)
     pool.close()
     if rec["status"] in ("conn_error", "timeout"):
         return contract.EXIT_UNREACHABLE, f"cannot reach {target.url}: {rec['error']}"

@@ -60,6 +60,17 @@ def _indices(text: str | None) -> list[int] | None:
         raise UserError(f"bad --gpu-devices {text!r}: expected indices like 0,1") from None
 
 
+def _check_semantic(cfg) -> None:
+    """The semantic cache's packages are optional: asking for it without them is one line."""
+    if cfg.semantic_cache:
+        from serving.semantic import missing_packages
+        from servelab.errors import UserError
+
+        problem = missing_packages()
+        if problem:
+            raise UserError(problem)
+
+
 def _stdout():
     from rich.console import Console
 
@@ -88,6 +99,15 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(help="exact result cache (deterministic requests)")] = False,
     merge_inflight: Annotated[bool, typer.Option(help="merge identical in-flight requests")] = False,
+    semantic_cache: Annotated[bool, typer.Option(help="semantic cache: answer prompts that mean the same "
+                                                 "(deterministic requests)")] = False,
+    semantic_threshold: Annotated[float, typer.Option(help="semantic cache: least cosine similarity of a hit")] = 0.9,
+    semantic_cache_size: Annotated[int, typer.Option(help="semantic cache: entries kept (LRU)")] = 1024,
+    prefix_cache: Annotated[bool, typer.Option(help="reuse the K/V of shared prompt prefixes")] = False,
+    prefix_block: Annotated[int, typer.Option(help="prefix reuse: tokens per block")] = 16,
+    prefix_cache_tokens: Annotated[int, typer.Option(help="prefix reuse: tokens of K/V kept (LRU)")] = 8192,
+    replicas: Annotated[int, typer.Option(help="server processes behind an HAProxy front (needs haproxy)")] = 1,
+    balance: Annotated[str, typer.Option(help="replicas: leastconn or roundrobin")] = "leastconn",
     tiers: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=TIERS_HELP)] = None,
     default_tier: Annotated[str | None, typer.Option(rich_help_panel="Admission", help=DEFAULT_TIER_HELP)] = None,
     max_queue: Annotated[int | None, typer.Option(rich_help_panel="Admission", help=MAX_QUEUE_HELP)] = None,
@@ -102,6 +122,8 @@ def serve(
 
     Example: servelab serve --port 0 --model small --batching continuous --precision int8
 
+    Replicas: servelab serve --port 8000 --replicas 2 --threads 1
+
     Tiers: SERVELAB_API_KEYS='{"sk-a": "high"}' servelab serve --tiers "high:0:protected,low:1:rate=5"
     --default-tier low --max-queue 16
     """
@@ -113,9 +135,18 @@ def serve(
                        threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
                        calib_itl_ms=calib_itl_ms, batching=batching,
                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       exact_cache=exact_cache, merge_inflight=merge_inflight,
+                       exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
+                       semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
+                       prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
+                       replicas=replicas, balance=balance,
                        **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
                                           degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
+    _check_semantic(cfg)
+    if cfg.replicas > 1:
+        from servelab.replicas import serve_replicas
+
+        serve_replicas(cfg)
+        return
     from serving.server import run_server
 
     try:
@@ -157,14 +188,30 @@ def run(
     slo: Annotated[str | None, typer.Option(rich_help_panel="Load", help='e.g. "ttft_p99<=500ms,tpot_p99<=50ms"')] = None,
     model: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server's model size")] = "small",
     endpoint: Annotated[str, typer.Option(rich_help_panel="Traffic shape", help="completions or chat")] = "completions",
+    api: Annotated[str, typer.Option(rich_help_panel="Traffic shape",
+        help="stream (SSE), nonstream (one JSON body) or job (submit to /v1/jobs, long-poll the result)")] = "stream",
     label: Annotated[str | None, typer.Option(help="a name for the run")] = None,
     batching: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server: none, static or continuous")] = "none",
     max_batch_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: sequences decoded together")] = 8,
     max_wait_ms: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: static batch fill wait")] = 5.0,
     exact_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: exact result cache")] = False,
     merge_inflight: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: merge identical in-flight requests")] = False,
+    semantic_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache (prompts that mean the same)")] = False,
+    semantic_threshold: Annotated[float, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache's least cosine similarity of a hit")] = 0.9,
+    semantic_cache_size: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: semantic cache entries kept (LRU)")] = 1024,
+    prefix_cache: Annotated[bool, typer.Option(rich_help_panel="Built-in server", help="built-in server: reuse the K/V of shared prompt prefixes")] = False,
+    prefix_block: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server, prefix reuse: tokens per block")] = 16,
+    prefix_cache_tokens: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server, prefix reuse: tokens of K/V kept (LRU)")] = 8192,
+    prefix_groups: Annotated[int, typer.Option(rich_help_panel="Traffic shape",
+        help="shared prefixes (e.g. system prompts): each prompt starts with one of this many")] = 0,
+    prefix_tokens: Annotated[int, typer.Option(rich_help_panel="Traffic shape", help="tokens of each shared prefix")] = 0,
+    replicas: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: processes behind an HAProxy front")] = 1,
+    balance: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server, replicas: leastconn or roundrobin")] = "leastconn",
+    threads: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: torch threads (per replica)")] = 1,
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
+    paraphrase_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape",
+        help="above 0: questions from data/paraphrases/, this fraction paraphrasing an earlier one")] = 0.0,
     gpu_sampling: Annotated[str, typer.Option(rich_help_panel="Profilers", 
         help="auto (NVML when a GPU is there), off, or simulated (CPU-only pipeline checks)")] = "auto",
     torch_profile: Annotated[float | None, typer.Option(rich_help_panel="Profilers", 
@@ -211,14 +258,21 @@ def run(
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
-        endpoint=endpoint, repeat_rate=repeat_rate, tier_mix=parse_mix(tier_mix), api_key_env=api_key_env,
+        endpoint=endpoint, repeat_rate=repeat_rate, paraphrase_rate=paraphrase_rate,
+        prefix_groups=prefix_groups, prefix_tokens=prefix_tokens, api=api,
+        tier_mix=parse_mix(tier_mix), api_key_env=api_key_env,
     )
     server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
                           max_wait_ms=max_wait_ms, calibration=calibration,
                           calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
-                          exact_cache=exact_cache, merge_inflight=merge_inflight,
+                          exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
+                          semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
+                          prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
+                          replicas=replicas, balance=balance, threads=threads,
                           **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
                                              degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
+    if target == "builtin":
+        _check_semantic(server)
     profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
                             device_indices=_indices(gpu_devices))
     cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],

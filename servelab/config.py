@@ -60,7 +60,7 @@ class ServerConfig(_Model):
     # an exact-match LRU result cache, and merging identical requests while they generate.
     exact_cache: bool = False
     cache_size: int = Field(1024, ge=1, description="exact cache: entries kept (LRU)")
-    cache_ttl_s: float = Field(600.0, gt=0, description="exact cache: seconds an entry lives")
+    cache_ttl_s: float = Field(600.0, gt=0, description="exact and semantic caches: seconds an entry lives")
     merge_inflight: bool = False
     # Admission (serving/admission.py): a request's tier comes from its bearer key; each tier
     # has a priority in the wait queue and an optional token-bucket rate limit. `api_keys`
@@ -81,6 +81,28 @@ class ServerConfig(_Model):
     degrade_max_tokens: int = Field(16, ge=1, description="degrade: max_tokens cap of a degraded request")
     degrade_model: str | None = Field(None, description="degrade: serve degraded requests (in full) on this "
                                       "smaller model size, a second engine, instead of capping max_tokens")
+    # Semantic cache (serving/semantic.py): a deterministic request whose prompt means the
+    # same as a stored one (embedding cosine similarity >= semantic_threshold, same
+    # parameters) gets the stored answer. Entries live cache_ttl_s, like the exact cache's.
+    semantic_cache: bool = False
+    semantic_threshold: float = Field(0.9, gt=0, le=1, description="semantic cache: least cosine "
+                                      "similarity of a hit (bench/semantic.py measures the trade)")
+    semantic_cache_size: int = Field(1024, ge=1, le=1 << 14, description="semantic cache: entries kept (LRU; "
+                                     "a lookup scores them all on the event loop: 0.35 ms at 10k on a 2-core VM)")
+    # Prefix reuse (serving/prefix.py): the K/V of block-aligned prompt prefixes are kept
+    # (LRU, up to prefix_cache_tokens tokens) and copied into later requests that share them.
+    prefix_cache: bool = False
+    prefix_block: int = Field(16, ge=1, le=4096, description="prefix reuse: tokens per block")
+    prefix_cache_tokens: int = Field(8192, ge=1, le=1 << 24, description="prefix reuse: tokens of K/V kept")
+    # Async jobs (serving/jobs.py): POST /v1/jobs, then poll GET /v1/jobs/{id}.
+    max_jobs: int = Field(1024, ge=1, description="jobs: queued + running at most; more get 429")
+    job_concurrency: int = Field(64, ge=1, description="jobs: handed to the backend at once; the rest wait queued")
+    job_ttl_s: float = Field(600.0, gt=0, description="jobs: seconds a finished job's result is kept")
+    job_wait_max_s: float = Field(60.0, gt=0, le=3600, description="jobs: longest long-poll (?wait=S)")
+    # Replicas: N server processes behind an HAProxy front (servelab/replicas.py); 1 = direct.
+    replicas: int = Field(1, ge=1, le=64, description="server processes behind a load balancer")
+    balance: Literal["leastconn", "roundrobin"] = Field(
+        "leastconn", description="replicas: HAProxy balancing algorithm")
     # Calibration mode: no model; every stream has exactly these timings.
     calibration: bool = False
     calib_ttft_ms: float = Field(50.0, ge=0)
@@ -124,6 +146,13 @@ class ServerConfig(_Model):
         return bool(self.tiers or self.api_keys or self.api_keys_file or self.max_queue is not None
                     or self.degrade_queue is not None)
 
+    @model_validator(mode="after")
+    def _prefix_fits(self) -> ServerConfig:
+        if self.prefix_cache and self.prefix_cache_tokens < self.prefix_block:
+            raise ValueError(f"prefix_cache_tokens ({self.prefix_cache_tokens}) must hold at least "
+                             f"one block of prefix_block ({self.prefix_block}) tokens")
+        return self
+
 
 Arrival = Literal["poisson", "constant", "gamma", "ramp", "steps", "trace"]
 Workload = Literal["fixed", "uniform", "normal", "lognormal", "trace", "dataset"]
@@ -166,10 +195,19 @@ class LoadConfig(_Model):
     block_tokens: int = Field(512, ge=1, description="trace hash_ids: tokens per shared block")
     prompt_format: Literal["auto", "text", "token_ids"] = "auto"
     endpoint: Literal["completions", "chat"] = "completions"
+    api: Literal["stream", "nonstream", "job"] = Field(
+        "stream", description="stream (SSE), nonstream (one JSON body) or job (submit, then long-poll "
+        "/v1/jobs): the last two time only the whole result")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     ignore_eos: bool = True
     repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "
                                "this worker's last 32 prompts (exact-cache hits on the target)")
+    paraphrase_rate: float = Field(0.0, ge=0, le=1, description="above 0, prompts are questions from the "
+                                   "paraphrase set and this fraction paraphrase an earlier one (semantic-cache hits)")
+    paraphrase_path: str | None = Field(None, description="paraphrase set (default: data/paraphrases/)")
+    prefix_groups: int = Field(0, ge=0, le=1_000_000, description="shared prefixes (e.g. system prompts); "
+                               "each prompt starts with one of them, picked at random; 0 = none")
+    prefix_tokens: int = Field(0, ge=0, description="tokens of each shared prefix (the rest of a prompt is fresh)")
     seed: int = 0
     model: str | None = Field(None, description="model name sent to the target")
     # Tiered traffic (loadtest/tiers.py): each request carries the key of a tier drawn with
@@ -213,8 +251,23 @@ class LoadConfig(_Model):
             return "give either tier_mix (keys per tier) or api_key_env (one key), not both"
         if self.workload == "dataset" and not self.dataset_path:
             return "workload 'dataset' needs a dataset_path (a JSONL file of prompts)"
+        if self.paraphrase_rate and self.workload == "dataset":
+            return "paraphrase_rate sends the paraphrase set's questions: not with a dataset's prompts"
         if "trace" in (self.arrival, self.workload) and not self.trace_path:
             return f"{'arrival' if self.arrival == 'trace' else 'workload'} 'trace' needs a trace_path"
+        return self._prefix_problem()
+
+    def _prefix_problem(self) -> str | None:
+        if bool(self.prefix_groups) != bool(self.prefix_tokens):
+            return "shared prefixes need both prefix_groups and prefix_tokens (or neither)"
+        if self.prefix_groups and self.workload not in ("fixed", "uniform", "normal", "lognormal"):
+            return (f"prefix_groups shapes generated prompts; workload '{self.workload}' brings its own "
+                    "(a trace's hash_ids already share prefixes)")
+        if self.prefix_groups and self.paraphrase_rate:
+            return "prefix_groups shapes generated prompts; paraphrase_rate sends the paraphrase set's questions"
+        if self.prefix_tokens and self.prefix_tokens >= self.prompt_tokens:
+            return (f"prefix_tokens ({self.prefix_tokens}) must be less than prompt_tokens "
+                    f"({self.prompt_tokens}): each prompt ends with a fresh suffix")
         return None
 
     @property

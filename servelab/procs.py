@@ -29,8 +29,14 @@ def _die_with_parent(parent: int) -> None:
 
 def spawn(args: list[str], *, pass_fds: tuple[int, ...] = (), **kw) -> subprocess.Popen:
     """Start `python args...` as a child that receives SIGTERM when this process dies."""
+    return spawn_exec([sys.executable, *args], pass_fds=pass_fds, **kw)
+
+
+def spawn_exec(argv: list[str], *, pass_fds: tuple[int, ...] = (), **kw) -> subprocess.Popen:
+    """Start the program `argv[0]` (any binary, e.g. haproxy) as a child that receives
+    SIGTERM when this process dies (the signal setting survives exec)."""
     return subprocess.Popen(
-        [sys.executable, *args],
+        argv,
         preexec_fn=functools.partial(_die_with_parent, os.getpid())
         if sys.platform.startswith("linux") else None,
         pass_fds=pass_fds,
@@ -42,6 +48,20 @@ def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> int | None:
     """SIGTERM, then SIGKILL after `timeout_s`; returns the exit code."""
     if proc.poll() is None:
         proc.terminate()
+    return _reap(proc, timeout_s)
+
+
+def stop_all(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
+    """SIGTERM to every one first, so they shut down together, then reap each."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        _reap(proc, timeout_s)
+
+
+def _reap(proc: subprocess.Popen, timeout_s: float) -> int | None:
+    if proc.returncode is None:
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:

@@ -97,13 +97,16 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
                   load.rate, load.duration_s, load.warmup)
     spool = runs.spool_dir(store_path, run_id, step)
     if on_progress and cfg.target == "builtin":
-        on_progress({"note": f"starting the built-in server ({cfg.server.model} model)"})
+        n = cfg.server.replicas
+        on_progress({"note": f"starting the built-in server ({cfg.server.model} model"
+                             + (f", {n} replicas behind haproxy)" if n > 1 else ")")})
     with open_target(cfg) as target:
         url = target.url
         base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
                 "spool_dir": str(spool), "api_key_env": load.api_key_env}
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
-                            load.duration_s, lock_fd, on_progress, warmup_s=load.warmup)
+                            load.duration_s, lock_fd, on_progress, warmup_s=load.warmup,
+                            server_roles=target.roles())
         try:
             if cfg.distributed:
                 spec = Path(spool) / "spec-master.json"

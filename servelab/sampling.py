@@ -68,11 +68,14 @@ class StepProbes:
 
     def __init__(self, cfg: SamplerConfig, store_path: str, run_id: str, step: int, spool: Path,
                  target_url: str, server_pid: int | None, duration_s: float, lock_fd: int,
-                 on_progress: Progress | None = None, warmup_s: float = 0.0):
+                 on_progress: Progress | None = None, warmup_s: float = 0.0,
+                 server_roles: dict[str, int] | None = None):
         self.cfg, self.store_path, self.run_id, self.step = cfg, store_path, run_id, step
         self.spool, self.url, self.server_pid = Path(spool), target_url, server_pid
         self.duration_s, self.lock_fd, self.on_progress = duration_s, lock_fd, on_progress
         self.warmup_s = warmup_s
+        # With replicas: every replica (server, server1, ...) and the load balancer (lb).
+        self.server_roles = server_roles or {}
         self.proc: subprocess.Popen | None = None
         self.window: TorchWindow | None = None
         self.pending: list[str] | None = []  # None once the load has started
@@ -101,6 +104,7 @@ class StepProbes:
 
     def _start_sampler(self, loadgen_pid: int | None) -> None:
         pids = {k: v for k, v in (("server", self.server_pid), ("loadgen", loadgen_pid)) if v}
+        pids.update(self.server_roles)
         spec = {"spool_dir": str(self.spool), "gpu": self.cfg.gpu, "gpu_hz": self.cfg.gpu_hz,
                 "host_hz": self.cfg.host_hz, "device_indices": self.cfg.device_indices, "pids": pids,
                 "parent_pid": os.getpid()}

@@ -1,8 +1,9 @@
 """The HTTP API: an OpenAI-compatible FastAPI app over one backend (engine or calibration).
 
 Routes: POST /v1/completions, POST /v1/chat/completions (streaming and not),
-GET /v1/models, GET /health, GET /metrics, and the torch-profiler window
-(POST /v1/profiler/start, /v1/profiler/stop: serving/profiler.py). Request bodies and headers are never logged.
+GET /v1/models, GET /health, GET /metrics, the torch-profiler window
+(POST /v1/profiler/start, /v1/profiler/stop: serving/profiler.py) and async jobs
+(POST /v1/jobs, GET/DELETE /v1/jobs/{id}: serving/jobs.py). Request bodies and headers are never logged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from servelab.config import ServerConfig
 from serving import prompts, schemas
 from serving.admission import AdmissionController, Admitted, load_api_keys
 from serving.errors import ApiError
-from serving.generation import Backend, Generation
+from serving.generation import GENERATED, Backend, Generation, GenRequest
+from serving.jobs import jobs_router
 from serving.metrics import ServerMetrics
 from serving.profiler import profiler_router
 from serving.responses import SSE_DONE, ObjectFactory, sse, timing_headers, usage
@@ -37,29 +39,36 @@ def build_backend(cfg: ServerConfig) -> Backend:
     return Engine(cfg)
 
 
-def with_levers(cfg: ServerConfig, backend: Backend) -> Backend:
-    """The backend behind the result levers (exact cache, merging) when either is on."""
-    if not (cfg.exact_cache or cfg.merge_inflight):
+def levers_on(cfg: ServerConfig) -> bool:
+    """Whether any result lever is on (then `SharedBackend` wraps the backend)."""
+    return cfg.exact_cache or cfg.merge_inflight or cfg.semantic_cache
+
+
+def with_levers(cfg: ServerConfig, backend: Backend, metrics: ServerMetrics | None = None) -> Backend:
+    """The backend behind the result levers (exact cache, merging, semantic cache) when any is on."""
+    if not levers_on(cfg):
         return backend
     from serving.shared import SharedBackend
 
-    return SharedBackend(backend, cfg)
+    return SharedBackend(backend, cfg, metrics)
 
 
 def build_degrade_backend(cfg: ServerConfig) -> Backend | None:
     """The smaller model that serves degraded requests (`degrade_model`), or None."""
     if cfg.degrade_model is None:
         return None
-    small = cfg.model_copy(update={"model": cfg.degrade_model})
-    return with_levers(small, build_backend(small))
+    # Without result levers: the main backend's caches answer first (admission never
+    # degrades a request the exact cache can answer).
+    return build_backend(cfg.model_copy(update={"model": cfg.degrade_model}))
 
 
 def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
     """The app for one setup; builds (and warms) the backend now unless one is given."""
     keys = load_api_keys(cfg) if cfg.admission else {}  # a bad key file fails before the model is built
-    backend = with_levers(cfg, backend if backend is not None else build_backend(cfg))
+    backend = backend if backend is not None else build_backend(cfg)
+    metrics = ServerMetrics(getattr(backend, "prefiller", None))  # the engine's; calibration has none
+    backend = with_levers(cfg, backend, metrics)
     degrade_backend = build_degrade_backend(cfg)
-    metrics = ServerMetrics()
     waiting = getattr(backend, "waiting", None)
     if waiting is not None:
         metrics.queue_depth.set_function(waiting)
@@ -109,6 +118,7 @@ def create_app(cfg: ServerConfig, backend: Backend | None = None) -> FastAPI:
         return Response(metrics.render(), media_type=metrics.content_type)
 
     app.include_router(profiler_router())
+    app.include_router(jobs_router(cfg, handler, metrics.registry))
     return app
 
 
@@ -170,7 +180,7 @@ class _CompletionHandler:
                 backend, model = self.degrade_backend, self.cfg.degrade_model
         self.metrics.in_flight.inc()
         gen = backend.submit(gen_req)
-        self.metrics.count_outcome(gen.timings.cache, self.cfg.exact_cache or self.cfg.merge_inflight)
+        self._count(gen)
         reply = _Reply(gen, ObjectFactory(chat, model), prompt_tokens, self.metrics, admitted)
         if req.stream:
             self.metrics.count(endpoint, 200)
@@ -192,6 +202,30 @@ class _CompletionHandler:
         cached = getattr(self.backend, "cached", None)
         return self.admission.admit(request.headers.get("authorization"), gen_req.max_tokens,
                                     cached=cached is not None and cached(gen_req))
+
+    def _count(self, gen: Generation) -> None:
+        if gen.timings.cache != "lookup":  # a semantic lookup (shared.PENDING) counts its outcome once known
+            self.metrics.count_outcome(gen.timings.cache, levers_on(self.cfg))
+
+    def parse(self, body: bytes, chat: bool, t_recv_ns: int) -> tuple[schemas._Common, GenRequest, int]:
+        """A request body validated as the endpoint would (ApiError if not): for jobs."""
+        req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+        gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
+        return req, gen_req, prompt_tokens
+
+    async def complete(self, gen_req: GenRequest, prompt_tokens: int, chat: bool) -> dict:
+        """Runs a validated request to its end through the backend (levers included) and
+        returns the non-streaming body; ApiError (500) if the generation failed. Cancelling
+        the awaiting task cancels the generation. Used by jobs."""
+        self.metrics.in_flight.inc()
+        gen = self.backend.submit(gen_req)
+        self._count(gen)
+        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
+        try:
+            return await reply.body()
+        finally:
+            gen.cancel()  # no-op when finished
+            reply.done(time.perf_counter_ns())
 
 
 def _apply(admitted: Admitted, req):
@@ -221,7 +255,7 @@ class _Reply:
         timings = self.gen.timings.as_dict(self.prompt_tokens, self.gen.output_tokens)
         if self.admitted is not None:
             timings.update(tier=self.admitted.tier, degraded=self.admitted.degraded)
-        if timings["cache"] in ("miss", "bypass"):  # the histograms describe generations run
+        if timings["cache"] in GENERATED:  # the histograms describe generations run
             self.metrics.observe_done(timings)
         return timings
 
@@ -256,21 +290,29 @@ class _Reply:
             self.metrics.ttft.observe((t_ns - self.gen.request.t_recv_ns) / 1e9)
 
     async def collect(self) -> Response:
+        try:
+            body = await self.body()
+        except ApiError as exc:
+            return exc.response()
+        return JSONResponse(body, headers=timing_headers(body["servelab"]))
+
+    async def body(self) -> dict:
+        """The whole non-streaming body with its `servelab` timings; ApiError if it failed."""
         pieces, finish = [], "length"
         async for event in self.gen.events():
             if event.error is not None:
-                return ApiError(500, event.error, code="generation_failed").response()
+                raise ApiError(500, event.error, code="generation_failed")
             pieces.append(event.text)
             finish = event.finish_reason or finish
         timings = self._final_timings()
         body = self.factory.full("".join(pieces), finish, usage(self.prompt_tokens, self.gen.output_tokens))
         body["servelab"] = timings
-        return JSONResponse(body, headers=timing_headers(timings))
+        return body
 
     def done(self, t_done_ns: int) -> None:
         """The response is over (called once: by the stream, or by the handler)."""
         self.metrics.in_flight.dec()
-        if self.gen.timings.cache in ("miss", "bypass"):  # hits and followers generated nothing
+        if self.gen.timings.cache in GENERATED:  # hits and followers generated nothing
             self.metrics.count_tokens(self.prompt_tokens, self.gen.output_tokens)
         self.gen.finish(t_done_ns)
 

@@ -8,6 +8,9 @@ run as one [n, T] forward pass into consecutive rows of the shared cache (no pad
 needed); a prompt of another length runs as its own forward pass. On a CPU a 128-token
 prefill of the small model costs ~60 ms, so one pass for n equal prompts saves the
 per-call overhead and weight reads of n-1 passes; padding mixed lengths is not done.
+With prefix reuse on, a joining request whose prompt starts with a stored prefix gets
+that prefix's K/V copied into its row and runs only the rest (`serving.prefix`); hits
+with the same reused length prefill together, misses as above.
 
 - static: when idle, wait for a first request, then up to `max_wait_ms` more to fill up to
   `max_batch_size`; run that batch to completion; later requests wait for the next batch.
@@ -139,16 +142,18 @@ class BatchLoop:
             return _EMPTY
 
     def _join(self, group: list, t_join: int) -> None:
-        """Prefill equal-length prompts in one pass into the next free rows; emit first tokens."""
+        """Prefill equal-length prompts into the next free rows (misses in one pass, prefix
+        hits by reused length: `serving.prefix.Prefiller`); emit first tokens."""
         dev, slot = self.cfg.device, len(self.rows)
-        prompts = torch.tensor([gen.request.prompt_ids for gen in group], device=dev)
-        logits = self.engine.model(prompts, self.cache.slot(slot, len(group)), 0)[:, -1]
-        for gen, row_logits in zip(group, logits):
+        prefilled = self.engine.prefiller.run(self.cache, slot, [gen.request.prompt_ids for gen in group])
+        for filled in prefilled:  # in row order
+            gen = group[filled.index]
             req = gen.request
             gen.timings.queue_ms = (t_join - gen.t_enqueue_ns) / 1e6
+            self.engine.note_prefix(gen, filled.reused)
             rng = sampling.new_generator(req.seed, dev)
-            token = self.engine._sample(row_logits, req, rng, produced=0)
-            self.rows.append(_Row(gen, rng, StopMatcher(req.stop), token, prompts.shape[1], 0))
+            token = self.engine._sample(filled.logits, req, rng, produced=0)
+            self.rows.append(_Row(gen, rng, StopMatcher(req.stop), token, len(req.prompt_ids), 0))
         t_first = time.perf_counter_ns()
         done = []
         for i in range(slot, len(self.rows)):  # rows first, then emit: a finished one leaves

@@ -31,15 +31,23 @@ def deterministic(req: GenRequest) -> bool:
     return req.temperature == 0 or req.seed is not None
 
 
-def request_key(req: GenRequest) -> Key | None:
-    """The cache/merge key of `req`, or None when it is not deterministic."""
+def params_key(req: GenRequest) -> Key | None:
+    """Every part of the key except the prompt, or None when `req` is not deterministic.
+
+    The semantic cache (serving/semantic.py) matches prompts by meaning but only ever within
+    one `params_key`, so a hit was generated under the same parameters."""
     if not deterministic(req):
         return None
     # Under greedy decoding the seed and top_p do not change the output: leave them out.
     greedy = req.temperature == 0
-    return (req.endpoint, tuple(req.prompt_ids), req.max_tokens, req.temperature,
-            None if greedy else req.seed, 1.0 if greedy else req.top_p,
-            req.stop, req.ignore_eos, req.min_tokens)
+    return (req.endpoint, req.max_tokens, req.temperature, None if greedy else req.seed,
+            1.0 if greedy else req.top_p, req.stop, req.ignore_eos, req.min_tokens)
+
+
+def request_key(req: GenRequest) -> Key | None:
+    """The cache/merge key of `req`, or None when it is not deterministic."""
+    params = params_key(req)
+    return None if params is None else (tuple(req.prompt_ids), *params)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from serving import sampling, tokenizer
 from serving.generation import Event, GenRequest, Generation
 from serving.jobqueue import JobQueue
 from serving.model import build_model
+from serving.prefix import Prefiller, PrefixStore
 from serving.stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Engine:
         torch.set_num_threads(cfg.threads)
         self.model = build_model(cfg.model, cfg.max_context, cfg.device, cfg.precision, cfg.seed)
         self.params = self.model.param_count()
+        store = PrefixStore(cfg.prefix_block, cfg.prefix_cache_tokens) if cfg.prefix_cache else None
+        self.prefiller = Prefiller(self.model, store, cfg.device)  # prompt prefills, with reuse or not
         # One row per running request, reused: each request overwrites its row from position 0.
         self.batched = cfg.batching != "none"
         self.cache = self.model.new_cache(batch=cfg.max_batch_size if self.batched else 1)
@@ -68,6 +71,8 @@ class Engine:
             self.model(torch.tensor([[tokenizer.BOS] * 8], device=self.cfg.device), self.cache, 0)
             for pos in range(8, 12):
                 self.model(torch.tensor([[65]], device=self.cfg.device), self.cache, pos)
+            # A chunk after cached positions (a prefix hit's suffix) takes the masked path.
+            self.model(torch.tensor([[65] * 4], device=self.cfg.device), self.cache, 12)
             if self.batched:  # the per-row-position decode path, at full batch
                 b = self.cfg.max_batch_size
                 tokens = torch.full((b, 1), 65, device=self.cfg.device)
@@ -123,8 +128,9 @@ class Engine:
         gen.timings.queue_ms = (t_start - gen.t_enqueue_ns) / 1e6
         rng = sampling.new_generator(req.seed, dev)
         stops = StopMatcher(req.stop)
-        logits = self.model(torch.tensor([req.prompt_ids], device=dev), self.cache, 0)[0, -1]
-        token = self._sample(logits, req, rng, produced=0)
+        (done,) = self.prefiller.run(self.cache, 0, [req.prompt_ids])
+        self.note_prefix(gen, done.reused)
+        token = self._sample(done.logits, req, rng, produced=0)
         t_first = time.perf_counter_ns()
         gen.timings.prefill_ms = (t_first - t_start) / 1e6
         pos = len(req.prompt_ids)
@@ -137,6 +143,15 @@ class Engine:
             logits = self.model(torch.tensor([[token]], device=dev), self.cache, pos)[0, -1]
             pos += 1
             token = self._sample(logits, req, rng, produced=gen.output_tokens)
+
+    def note_prefix(self, gen: EngineGeneration, reused: int) -> None:
+        """Timings of a prefill with prefix reuse on: tokens reused; `cache: "prefix"` when
+        some were and no result lever already named the outcome (bypass stays bypass)."""
+        if self.prefiller.store is None:
+            return
+        gen.timings.prefix_tokens = reused
+        if reused and gen.timings.cache == "miss":
+            gen.timings.cache = "prefix"
 
     def _sample(self, logits, req: GenRequest, rng, produced: int) -> int:
         allow_eos = not req.ignore_eos and produced >= req.min_tokens

@@ -45,6 +45,11 @@ class Event:
     error: str | None = None
 
 
+# `cache` outcomes of requests that ran a generation: a miss, one that reused a stored
+# prompt prefix (serving/prefix.py), one that bypassed the result levers.
+GENERATED = ("miss", "prefix", "bypass")
+
+
 @dataclass
 class Timings:
     """Server-side breakdown of one request, reported as the `servelab` object."""
@@ -54,10 +59,16 @@ class Timings:
     decode_ms: float = 0.0
     batch_size: int = 1  # largest decode batch the request was part of, itself included
     batch_mean: float = 1.0  # mean decode batch over its decode steps
-    cache: str = "miss"
+    cache: str = "miss"  # one of GENERATED, or "exact"/"merged"/"semantic" (no generation of its own)
+    prefix_tokens: int | None = None  # prompt tokens whose K/V were reused; None: reuse is off
+    # Semantic cache only (None otherwise, and then left out of the object): embedding time
+    # of the lookup, and on a hit the similarity and the matched prompt's hash.
+    embed_ms: float | None = None
+    semantic_similarity: float | None = None
+    semantic_match: str | None = None
 
     def as_dict(self, prompt_tokens: int, output_tokens: int) -> dict:
-        return {
+        out = {
             "queue_ms": round(self.queue_ms, 3),
             "prefill_ms": round(self.prefill_ms, 3),
             "decode_ms": round(self.decode_ms, 3),
@@ -67,6 +78,14 @@ class Timings:
             "prompt_tokens": prompt_tokens,
             "output_tokens": output_tokens,
         }
+        if self.prefix_tokens is not None:
+            out["prefix_tokens"] = self.prefix_tokens
+        if self.embed_ms is not None:
+            out["embed_ms"] = round(self.embed_ms, 3)
+        if self.semantic_similarity is not None:
+            out["semantic_similarity"] = round(self.semantic_similarity, 4)
+            out["semantic_match"] = self.semantic_match
+        return out
 
 
 @dataclass

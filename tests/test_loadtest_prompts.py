@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from loadtest import prompts
 from servelab.config import LoadConfig
@@ -63,3 +64,45 @@ def test_body_factory_exact_prompt_length_and_max_tokens_override():
 
 def test_word_list_has_no_duplicates_so_draws_are_uniform():
     assert len(set(prompts.WORDS)) == len(prompts.WORDS)
+
+
+def _prompts(load: LoadConfig, producer: str, n: int) -> list:
+    factory = prompts.BodyFactory(load, True, producer)
+    return [json.loads(factory.next_body().data)["prompt"] for _ in range(n)]
+
+
+def test_shared_prefix_groups_start_every_prompt_with_one_of_g_prefixes():
+    load = LoadConfig(prompt_tokens=100, prefix_groups=3, prefix_tokens=80, seed=5)
+    drawn = _prompts(load, "w0", 60) + _prompts(load, "w1", 20)  # workers share the prefixes
+    assert all(len(p) == 100 for p in drawn)
+    heads = {tuple(p[:80]) for p in drawn}
+    assert len(heads) == 3  # each group appears in 80 uniform draws of 3
+    assert len({tuple(p[80:]) for p in drawn}) == len(drawn)  # every suffix fresh
+    assert heads == {tuple(prompts.group_prefix(g, 80, "token_ids", 5)) for g in range(3)}
+
+
+def test_shared_prefix_leaves_a_fresh_token_in_prompts_shorter_than_it():
+    load = LoadConfig(prompt_tokens=100, prefix_groups=1, prefix_tokens=80, workload="uniform", length_cv=0.5)
+    head = prompts.group_prefix(0, 80, "token_ids", 0)
+    for p in _prompts(load, "w0", 200):
+        shared = min(80, len(p) - 1)
+        assert p[:shared] == head[:shared]
+
+
+def test_shared_prefix_text_prompts_share_their_first_words():
+    load = LoadConfig(prompt_tokens=40, prefix_groups=1, prefix_tokens=30, prompt_format="text")
+    factory = prompts.BodyFactory(load, False, "w0")
+    texts = [json.loads(factory.next_body().data)["prompt"].split(" ") for _ in range(5)]
+    assert all(len(t) == 40 and t[:30] == texts[0][:30] for t in texts)
+    assert len({tuple(t[30:]) for t in texts}) == 5
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"prefix_groups": 2}, "need both"),
+    ({"prefix_tokens": 64}, "need both"),
+    ({"prefix_groups": 2, "prefix_tokens": 128}, "must be less than prompt_tokens"),
+    ({"prefix_groups": 2, "prefix_tokens": 64, "workload": "trace", "trace_path": "x.csv"}, "brings its own"),
+])
+def test_inconsistent_shared_prefix_settings_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        LoadConfig(prompt_tokens=128, **fields)

@@ -78,6 +78,15 @@ def test_token_mismatch_over_one_percent_fails_and_prompt_counts_only_when_exact
     assert self_check(prompt_off, [open_step(100)], exact_prompt=True)["usage_vs_client_token_mismatch_frac"] == 0.1
 
 
+def test_whole_responses_have_no_client_count_and_are_not_judged():
+    """Non-streaming and job records carry `output_tokens_client` None: nothing to compare."""
+    whole = [{**rec(i), "output_tokens_client": None} for i in range(100)]
+    c = self_check(whole, [open_step(100)])
+    assert c["usage_vs_client_token_mismatch_frac"] is None and c["passed"]
+    mixed = whole[:50] + [rec(50 + i, out_client=7 if i == 0 else 8) for i in range(50)]
+    assert self_check(mixed, [open_step(100)])["usage_vs_client_token_mismatch_frac"] == pytest.approx(0.02)
+
+
 def test_closed_loop_has_no_lag_or_rate_to_judge():
     records = [rec(i, open_loop=False) for i in range(20)]
     c = self_check(records, [{"step": 0, "mode": "closed", "client_cpu_pct": 12.0, "scheduled": None}])
