@@ -42,9 +42,6 @@ class TierPicker:
         self.weights = [mix[t] for t in self.tiers]
         self.items = items
         self._rng = random.Random(f"{seed}/{producer}/tiers")
-        self.counts = dict.fromkeys(self.tiers, 0)
 
     def pick(self):
-        tier = self._rng.choices(self.tiers, self.weights)[0]
-        self.counts[tier] += 1
-        return self.items[tier]
+        return self.items[self._rng.choices(self.tiers, self.weights)[0]]
