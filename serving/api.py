@@ -173,11 +173,9 @@ class _CompletionHandler:
         except ApiError as exc:
             self.metrics.count(endpoint, exc.status)
             return exc.response()
-        backend, model = self.backend, self.cfg.model
         if admitted is not None:
             gen_req = _apply(admitted, gen_req)
-            if admitted.degraded == "model":
-                backend, model = self.degrade_backend, self.cfg.degrade_model
+        backend, model = self._route(admitted)
         self.metrics.in_flight.inc()
         gen = backend.submit(gen_req)
         self._count(gen)
@@ -197,11 +195,17 @@ class _CompletionHandler:
 
     def _admit(self, request: Request, gen_req) -> Admitted | None:
         """The admission decision (raises the refusal), or None when admission is off."""
+        return self.admit(request.headers.get("authorization"), gen_req)[1]
+
+    def admit(self, authorization: str | None, gen_req: GenRequest) -> tuple[GenRequest, Admitted | None]:
+        """Admission for one request (tier, rate limit, queue bound, degrade), raising the
+        refusal; returns the request as admitted. Also for jobs, at submission."""
         if self.admission is None:
-            return None
+            return gen_req, None
         cached = getattr(self.backend, "cached", None)
-        return self.admission.admit(request.headers.get("authorization"), gen_req.max_tokens,
-                                    cached=cached is not None and cached(gen_req))
+        admitted = self.admission.admit(authorization, gen_req.max_tokens,
+                                        cached=cached is not None and cached(gen_req))
+        return _apply(admitted, gen_req), admitted
 
     def _count(self, gen: Generation) -> None:
         if gen.timings.cache != "lookup":  # a semantic lookup (shared.PENDING) counts its outcome once known
@@ -213,14 +217,22 @@ class _CompletionHandler:
         gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
         return req, gen_req, prompt_tokens
 
-    async def complete(self, gen_req: GenRequest, prompt_tokens: int, chat: bool) -> dict:
-        """Runs a validated request to its end through the backend (levers included) and
-        returns the non-streaming body; ApiError (500) if the generation failed. Cancelling
-        the awaiting task cancels the generation. Used by jobs."""
+    def _route(self, admitted: Admitted | None):
+        """(backend, model name) for an admitted request: the smaller model when degraded to it."""
+        if admitted is not None and admitted.degraded == "model":
+            return self.degrade_backend, self.cfg.degrade_model
+        return self.backend, self.cfg.model
+
+    async def complete(self, gen_req: GenRequest, prompt_tokens: int, chat: bool,
+                       admitted: Admitted | None = None) -> dict:
+        """Runs a validated (and admitted, see `admit`) request to its end through the backend
+        (levers included) and returns the non-streaming body; ApiError (500) if the generation
+        failed. Cancelling the awaiting task cancels the generation. Used by jobs."""
+        backend, model = self._route(admitted)
         self.metrics.in_flight.inc()
-        gen = self.backend.submit(gen_req)
+        gen = backend.submit(gen_req)
         self._count(gen)
-        reply = _Reply(gen, ObjectFactory(chat, self.cfg.model), prompt_tokens, self.metrics)
+        reply = _Reply(gen, ObjectFactory(chat, model), prompt_tokens, self.metrics, admitted)
         try:
             return await reply.body()
         finally:

@@ -95,7 +95,7 @@ class JobStore:
         self.pending = 0
         self.slots = asyncio.Semaphore(cfg.job_concurrency)
 
-    def submit(self, raw: bytes) -> Job:
+    def submit(self, raw: bytes, authorization: str | None = None) -> Job:
         t_recv_ns = time.perf_counter_ns()
         req = _job_request(raw)
         chat = req.endpoint == "chat"
@@ -112,18 +112,20 @@ class JobStore:
             self.metrics.rejected.inc()
             raise ApiError(429, f"{self.pending} jobs are pending, the limit is {self.cfg.max_jobs}",
                            code="too_many_jobs")
+        # The key's tier, rate limit, queue bound and degrade rules apply at submission.
+        gen_req, admitted = self.handler.admit(authorization, gen_req)
         now = time.time()
         job = Job(id="job-" + uuid.uuid4().hex[:24], endpoint=req.endpoint, created=int(now), submitted_at=now)
         self.jobs[job.id] = job
         self.pending += 1
         self.metrics.submitted.inc()
         self.metrics.pending.inc()
-        job.task = asyncio.ensure_future(self._run(job, gen_req, prompt_tokens, chat))
+        job.task = asyncio.ensure_future(self._run(job, gen_req, prompt_tokens, chat, admitted))
         # A callback, not a `finally`: a task cancelled before its first step never runs its body.
         job.task.add_done_callback(lambda task: self._land(job, task))
         return job
 
-    async def _run(self, job: Job, gen_req, prompt_tokens: int, chat: bool) -> None:
+    async def _run(self, job: Job, gen_req, prompt_tokens: int, chat: bool, admitted=None) -> None:
         """Waits for a slot, then runs the request; a cancel stops it wherever it is (the
         backend is told by `complete`)."""
         t_submit_ns = gen_req.t_recv_ns
@@ -133,7 +135,7 @@ class JobStore:
             # The backend's queue_ms starts at its own submit; the wait for a slot is job_queue_ms.
             try:
                 result = await self.handler.complete(dataclasses.replace(gen_req, t_recv_ns=t_start_ns),
-                                                     prompt_tokens, chat)
+                                                     prompt_tokens, chat, admitted)
             except ApiError as exc:
                 job.status, job.error = "failed", exc.body()["error"]
                 return
@@ -217,10 +219,10 @@ def jobs_router(cfg: ServerConfig, handler, registry: CollectorRegistry) -> APIR
     @router.post("/v1/jobs")
     async def submit(request: Request) -> Response:
         try:
-            job = store.submit(await read_body(request, cfg.max_body_bytes))
+            job = store.submit(await read_body(request, cfg.max_body_bytes), request.headers.get("authorization"))
         except ApiError as exc:
             resp = exc.response()
-            if exc.status == 429:
+            if exc.status == 429 and "retry-after" not in resp.headers:  # a rate limit says its own
                 resp.headers["Retry-After"] = "1"
             return resp
         view = {k: v for k, v in job.view().items() if k in ("id", "object", "status", "created", "endpoint")}

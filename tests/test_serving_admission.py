@@ -297,3 +297,19 @@ def test_reserved_rows_are_left_to_protected_tiers():
         assert bg.join()["low"].status_code == 200
     with pytest.raises(ValueError, match="reserved_rows"):
         ServerConfig(batching="continuous", max_batch_size=2, reserved_rows=2)
+
+
+def test_jobs_are_admitted_at_submission_with_their_tier(reject_server):
+    _, client = reject_server
+    sub = client.post("/v1/jobs", json={"endpoint": "completions", "body": {"prompt": "hi", "max_tokens": 4}},
+                      headers={"Authorization": f"Bearer {HIGH_KEY}"})
+    assert sub.status_code == 202, sub.text
+    done = client.get(sub.headers["Location"], params={"wait": 30}).json()
+    assert done["status"] == "succeeded" and done["result"]["servelab"]["tier"] == "high"
+    time.sleep(4.5)  # the limited tier's bucket refills (0.5/s, burst 2)
+    codes = [client.post("/v1/jobs", json={"endpoint": "completions", "body": {"prompt": "x", "max_tokens": 2}},
+                         headers={"Authorization": f"Bearer {LIMITED_KEY}"}) for _ in range(3)]
+    assert [r.status_code for r in codes] == [202, 202, 429]
+    refused = codes[2]
+    assert refused.headers["Retry-After"].isdigit()
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded" and refused.json()["error"]["tier"] == "limited"
