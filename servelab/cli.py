@@ -7,6 +7,7 @@ is instant. User mistakes become one line on stderr and exit code 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -35,6 +36,12 @@ DEGRADE_TOKENS_HELP = "degrade: max_tokens of a degraded request"
 DEGRADE_MODEL_HELP = "degrade: serve degraded requests in full on this smaller model size instead"
 RESERVED_ROWS_HELP = "static/continuous batching: rows of the batch only protected tiers may take"
 KEYS_FILE_HELP = "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS to that JSON)"
+
+
+# Config fields whose flag has another name (servelab/layers.py: a flag given wins).
+LOAD_FLAGS = {"duration_s": "duration", "warmup_s": "warmup", "think_time_s": "think_time",
+              "trace_start_s": "trace_start"}
+PROFILE_FLAGS = {"gpu": "gpu_sampling", "torch_profile_s": "torch_profile", "device_indices": "gpu_devices"}
 
 
 def _slo(text: str | None):
@@ -83,8 +90,14 @@ def _stderr():
     return Console(stderr=True)
 
 
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", help="YAML or JSON file of settings (flags given override it; docs: servelab/layers.py)")]
+
+
 @app.command()
 def serve(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port; 0 picks a free one")] = 8000,
     model: Annotated[str, typer.Option(help="model size: tiny, small, base")] = "small",
@@ -131,16 +144,20 @@ def serve(
     from servelab.config import ServerConfig
     from servelab.errors import UserError
 
-    cfg = ServerConfig(host=host, port=port, model=model, device=device, precision=precision,
-                       threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
-                       calib_itl_ms=calib_itl_ms, batching=batching,
-                       max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
-                       semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
-                       prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
-                       replicas=replicas, balance=balance,
-                       **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
-                                          degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
+    from servelab import layers
+
+    kwargs = dict(host=host, port=port, model=model, device=device, precision=precision,
+                  threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
+                  calib_itl_ms=calib_itl_ms, batching=batching,
+                  max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                  exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
+                  semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
+                  prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
+                  replicas=replicas, balance=balance,
+                  **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
+                                     degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
+    layer = layers.layered(config, os.environ, serve=True)["server"]
+    cfg = ServerConfig(**layers.fill(kwargs, layer, layers.given_by(ctx)))
     _check_semantic(cfg)
     if cfg.replicas > 1:
         from servelab.replicas import serve_replicas
@@ -157,6 +174,8 @@ def serve(
 
 @app.command()
 def run(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     target: Annotated[str, typer.Option(help="'builtin' or an OpenAI-compatible base URL")] = "builtin",
     users: Annotated[int | None, typer.Option(rich_help_panel="Load", help="closed loop: concurrent users")] = None,
     rate: Annotated[float | None, typer.Option(rich_help_panel="Load", help="open loop: requests per second")] = None,
@@ -248,13 +267,27 @@ def run(
     Trace replay: servelab run --trace data/traces/AzureLLMInferenceTrace_conv.csv --time-scale 60 --duration 60
 
     Real prompts: servelab run --dataset data/datasets/sample_sharegpt.jsonl --rate 2 --duration 20
+
+    From a file: servelab run --config setup.yaml --duration 30 (flags given override the file)
     """
+    from servelab import layers
     from servelab.admission_flags import admission_fields, parse_mix
     from servelab.config import RunConfig, SamplerConfig, ServerConfig
+    from servelab.errors import UserError
     from servelab.load_flags import build_load
 
-    load = build_load(
-        users, rate, arrival, trace, workload, rate_steps, dataset=dataset, burstiness=burstiness, rate_end=rate_end,
+    given = layers.given_by(ctx)
+    layer = layers.layered(config, os.environ)
+    lo = dict(layer["load"])
+    mode = lo.pop("mode", None)
+    users, rate, arrival, workload = (v if given(k) else lo.pop(k, v) for k, v in
+                                      (("users", users), ("rate", rate), ("arrival", arrival), ("workload", workload)))
+    trace = trace if given("trace") else lo.pop("trace_path", trace)
+    dataset = dataset if given("dataset") else lo.pop("dataset_path", dataset)
+    if not given("rate_steps") and "rate_steps" in lo:
+        rate_steps = ",".join(f"{r}:{t}" for r, t in lo.pop("rate_steps") or [])
+    fields = dict(
+        burstiness=burstiness, rate_end=rate_end,
         think_time_s=think_time, trace_format=trace_format, time_scale=time_scale,
         trace_start_s=trace_start, length_cv=length_cv, max_context=max_context, output_cap=output_cap, duration_s=duration,
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
@@ -262,22 +295,30 @@ def run(
         prefix_groups=prefix_groups, prefix_tokens=prefix_tokens, api=api,
         tier_mix=parse_mix(tier_mix), api_key_env=api_key_env,
     )
-    server = ServerConfig(model=model, batching=batching, max_batch_size=max_batch_size,
-                          max_wait_ms=max_wait_ms, calibration=calibration,
-                          calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
-                          exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
-                          semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
-                          prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
-                          replicas=replicas, balance=balance, threads=threads,
-                          **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
-                                             degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
-    if target == "builtin":
+    load = build_load(users, rate, arrival, trace, workload, rate_steps, dataset=dataset,
+                      **layers.fill(fields, lo, given, LOAD_FLAGS))
+    if mode is not None and mode != load.mode:
+        raise UserError(f"config: load.mode {mode!r} disagrees with the load given "
+                        f"({'a rate' if load.mode == 'open' else 'users'}: {load.mode} loop)")
+    server_kw = dict(model=model, batching=batching, max_batch_size=max_batch_size,
+                     max_wait_ms=max_wait_ms, calibration=calibration,
+                     calib_ttft_ms=calib_ttft_ms, calib_itl_ms=calib_itl_ms,
+                     exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
+                     semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
+                     prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
+                     replicas=replicas, balance=balance, threads=threads,
+                     **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
+                                        degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
+    server = ServerConfig(**layers.fill(server_kw, layer["server"], given))
+    profile_kw = dict(gpu=gpu_sampling, torch_profile_s=torch_profile, device_indices=_indices(gpu_devices))
+    profile = SamplerConfig(**layers.fill(profile_kw, layer["profile"], given, PROFILE_FLAGS))
+    top = layers.fill(dict(target=target, label=label, slo=slo, workers=workers, locust_master=locust_master,
+                           remote_workers=remote_workers, master_bind=master_bind), layer["run"], given)
+    if isinstance(top.get("slo"), str) or top.get("slo") is None:
+        top["slo"] = _slo(top.get("slo")) or []
+    if top["target"] == "builtin":
         _check_semantic(server)
-    profile = SamplerConfig(gpu=gpu_sampling, torch_profile_s=torch_profile,
-                            device_indices=_indices(gpu_devices))
-    cfg = RunConfig(target=target, label=label, load=load, server=server, slo=_slo(slo) or [],
-                    profile=profile, workers=workers, locust_master=locust_master,
-                    remote_workers=remote_workers, master_bind=master_bind)
+    cfg = RunConfig(load=load, server=server, profile=profile, **top)
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))

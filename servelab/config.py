@@ -1,4 +1,5 @@
-"""The one typed config model: sweep files, CLI flags and environment all resolve to these.
+"""The one typed config model: config files, CLI flags and environment all resolve to these
+(precedence and variable names: servelab/layers.py).
 
 Pure pydantic, no heavy imports: the server process, the load-generator process and the CLI
 all parse the same JSON with these classes, and the resolved `RunConfig` is stored with
