@@ -19,6 +19,7 @@ from analysis import hardware as hw
 from analysis import throughput as tp
 from analysis import window as win
 from analysis.records import field
+from analysis.server_view import server_view
 from analysis.slo import evaluate_terms, format_term, parse_slo, slo_attainment
 from analysis.stats import percentiles
 from analysis.table import RequestTable, request_table
@@ -191,4 +192,6 @@ def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
     parts = [_step_hardware(frame, v, s) for v, s in zip(views, step_summaries)]
     for s, (figures, _, _) in zip(step_summaries, parts):
         s["hardware"] = figures
+    # The server's own view (cache outcomes, tiers, refusals, its timings) of the measured requests.
+    body["server"] = server_view(requests, _union(views, "measured", len(table)))
     return {**header, **body, "hardware": hw.run_hardware(parts), "steps": step_summaries}

@@ -85,7 +85,35 @@ def summary_tables(s: dict) -> list[Table]:
         stats = s.get(key) or {}
         if any(stats.get(q) is not None for q in QUANTILES):
             lat.add_row(name, *(_num(stats.get(q)) for q in QUANTILES))
-    return [head, lat]
+    view = server_table(s.get("server"))
+    return [head, lat] + ([view] if view is not None else [])
+
+
+def server_table(view: dict | None) -> Table | None:
+    """The server's own view of the measured requests (analysis/server_view.py)."""
+    if not view:
+        return None
+    t = Table(title="server's view (measured requests)", show_header=False)
+    t.add_column("field")
+    t.add_column("value", overflow="fold")
+    t.add_row("responses", str(view["responses"]))
+    if view.get("cache"):
+        t.add_row("cache", ", ".join(f"{k} {n}" for k, n in sorted(view["cache"].items())))
+    for tier, e in sorted((view.get("tiers") or {}).items()):
+        refused = ", ".join(f"{r} {n}" for r, n in sorted(e["refused"].items()))
+        t.add_row(f"tier {tier}", f"served {e['served']}" + (f"; refused: {refused}" if refused else ""))
+    if view.get("degraded"):
+        t.add_row("degraded", ", ".join(f"{k} {n}" for k, n in sorted(view["degraded"].items())))
+    for key in ("queue_ms", "prefill_ms", "decode_ms"):
+        d = view.get(key) or {}
+        if d.get("p50") is not None:
+            t.add_row(f"{key} p50 / p99", f"{_num(d['p50'])} / {_num(d['p99'])}")
+    if view.get("batch_mean") is not None:
+        t.add_row("batch_mean", _num(view["batch_mean"]))
+    for key in ("prefix_tokens_mean", "embed_ms_p50"):
+        if view.get(key) is not None:
+            t.add_row(key, _num(view[key]))
+    return t
 
 
 HARDWARE = [("power_w_mean", "power_w_mean"), ("j_per_output_token", "j_per_output_token"),
