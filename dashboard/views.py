@@ -100,6 +100,26 @@ def slo_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["term", "measured", "met"])
 
 
+def server_rows(view: dict | None) -> pd.DataFrame:
+    """The server's view (analysis/server_view.py) as rows of (what, value)."""
+    if not view:
+        return pd.DataFrame(columns=["what", "value"])
+    rows = [("responses with server timings", str(view["responses"]))]
+    rows += [(f"cache: {k}", str(n)) for k, n in sorted((view.get("cache") or {}).items())]
+    for tier, e in sorted((view.get("tiers") or {}).items()):
+        rows.append((f"tier {tier}: served", str(e["served"])))
+        rows += [(f"tier {tier}: refused ({r})", str(n)) for r, n in sorted(e["refused"].items())]
+    rows += [(f"degraded: {k}", str(n)) for k, n in sorted((view.get("degraded") or {}).items())]
+    for key in ("queue_ms", "prefill_ms", "decode_ms"):
+        d = view.get(key) or {}
+        if d.get("p50") is not None:
+            rows.append((f"{key} p50 / p99", f"{d['p50']:.2f} / {d['p99']:.2f}"))
+    for key in ("batch_mean", "prefix_tokens_mean", "embed_ms_p50"):
+        if view.get(key) is not None:
+            rows.append((key, f"{view[key]:.2f}"))
+    return pd.DataFrame(rows, columns=["what", "value"])
+
+
 def steps_table(summary: dict) -> pd.DataFrame:
     """Per-step figures for a run with several steps."""
     rows = []

@@ -123,6 +123,10 @@ def test_run_page_shows_metrics_table_and_charts(monkeypatch, store_file, run_id
     subheaders = [s.value for s in at.subheader]
     assert "Latency percentiles (ms)" in subheaders and "Latency over time" in subheaders
     assert ("SLO" in subheaders) == open_loop
+    assert "Server's view" in subheaders  # the fixture's responses carry the server's timings
+    server = next(d.value for d in at.dataframe if "what" in d.value.columns).set_index("what")["value"]
+    assert server["cache: unknown"] == server["responses with server timings"]  # no outcome given
+    assert "queue_ms p50 / p99" in server.index
     latency = next(d.value for d in at.dataframe if "metric" in d.value.columns)
     assert list(latency.columns) == ["metric", "p50", "p90", "p95", "p99", "p99.9", "mean"]
     expected = ["TTFT", "ITL", "TPOT", "E2E"] + (["TTFT from schedule", "schedule lag"] if open_loop else [])

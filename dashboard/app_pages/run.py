@@ -87,6 +87,13 @@ else:
     st.caption("Over the measured requests (ok ones only, except schedule lag). TTFT from schedule "
                "counts from when the request was meant to be sent, so client-side queueing shows.")
 
+if summary.get("server"):
+    st.subheader("Server's view")
+    st.dataframe(views.server_rows(summary["server"]), hide_index=True, width="content")
+    st.caption("What the server said about the same measured requests: each lever's outcome "
+               "(cache, tier, refusals, degraded) and its own queue/prefill/decode times, over "
+               "the requests that ran a generation.")
+
 if len(summary.get("steps") or []) > 1:
     st.subheader("Steps")
     st.dataframe(views.steps_table(summary), hide_index=True, width="stretch",
