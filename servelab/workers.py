@@ -93,26 +93,27 @@ def _relay(proc: subprocess.Popen, i: int, summed: _Sum) -> None:
                 summed.feed(i, json.loads(line))
 
 
-def run_workers(spec_paths: list[Path], lock_fd: int, on_progress: Progress | None,
-                on_spawn: Callable[[int], None] | None = None,
-                env: dict[str, str] | None = None) -> list[tuple[int, str]]:
-    """Runs every worker to its end; [(exit code, last stderr line)] in worker order.
+def _supervise(cmds: list[list[str]], lock_fd: int, summed: _Sum, relayed: int,
+               on_spawn: Callable[[int], None] | None, watched: int | None,
+               env: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """Runs `python cmd...` for each cmd to its end; [(exit code, last stderr line)] in order.
 
-    `on_spawn(pid)` gets the first worker's pid (the samplers watch it). The run lock's fd
-    is inherited, so the run stays locked while any worker lives, even if the CLI is killed.
-    `env`: the workers' environment (default: this process's; API keys travel only there)."""
-    procs = [spawn(["-m", "loadtest.worker", "--spec", str(p)], pass_fds=(lock_fd,), env=env,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in spec_paths]
+    The first `relayed` processes' stdout lines feed `summed` (the others' are drained);
+    `on_spawn` gets process `watched`'s pid (the samplers watch it). The run lock's fd is
+    inherited, so the run stays locked while any of them lives, even if the CLI is killed."""
+    procs = [spawn(cmd, pass_fds=(lock_fd,), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd in cmds]
     tails: list[deque[str]] = [deque(maxlen=5) for _ in procs]
-    summed = _Sum(len(procs), on_progress)
     threads = [threading.Thread(target=lambda p=p, t=t: t.extend(p.stderr), daemon=True)
                for p, t in zip(procs, tails)]
-    threads += [threading.Thread(target=_relay, args=(p, i, summed), daemon=True) for i, p in enumerate(procs)]
+    threads += [threading.Thread(target=_relay, args=(p, i, summed), daemon=True) if i < relayed
+                else threading.Thread(target=lambda p=p: p.stdout.read(), daemon=True)
+                for i, p in enumerate(procs)]
     for t in threads:
         t.start()
     try:
-        if on_spawn:
-            on_spawn(procs[0].pid)
+        if on_spawn and watched is not None:
+            on_spawn(procs[watched].pid)
         for p in procs:
             p.wait()
         for t in threads:
@@ -122,6 +123,17 @@ def run_workers(spec_paths: list[Path], lock_fd: int, on_progress: Progress | No
         for p in procs:
             stop(p, timeout_s=30)
     return [(p.returncode, t[-1].strip() if t else "") for p, t in zip(procs, tails)]
+
+
+def run_workers(spec_paths: list[Path], lock_fd: int, on_progress: Progress | None,
+                on_spawn: Callable[[int], None] | None = None,
+                env: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """Runs every worker to its end; [(exit code, last stderr line)] in worker order.
+
+    `on_spawn(pid)` gets the first worker's pid (the samplers watch it).
+    `env`: the workers' environment (default: this process's; API keys travel only there)."""
+    cmds = [["-m", "loadtest.worker", "--spec", str(p)] for p in spec_paths]
+    return _supervise(cmds, lock_fd, _Sum(len(cmds), on_progress), len(cmds), on_spawn, 0, env)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -140,37 +152,17 @@ def master_address(bind: str, remote: int) -> tuple[str, int]:
 
 
 def run_with_master(spec_path: Path, local: int, remote: int, bind: tuple[str, int], lock_fd: int,
-                    on_progress: Progress | None, on_spawn: Callable[[int], None] | None = None
-                    ) -> list[tuple[int, str]]:
+                    on_progress: Progress | None, on_spawn: Callable[[int], None] | None = None,
+                    env: dict[str, str] | None = None) -> list[tuple[int, str]]:
     """Runs the step under a Locust master (`python -m loadtest.master`) with `local` workers
     on this machine and `remote` ones that connect from elsewhere; [(exit code, last stderr
     line)] for the master, then each local worker."""
     host, port = bind
-    master = spawn(["-m", "loadtest.master", "--spec", str(spec_path), "--workers", str(local + remote),
-                    "--bind", f"{host}:{port}"], pass_fds=(lock_fd,),
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     connect = f"127.0.0.1:{port}" if host in ("0.0.0.0", "*") else f"{host}:{port}"
     if remote and on_progress:
         on_progress({"note": f"waiting for {remote} worker(s) from other machines: run there "
                              f"`python -m loadtest.worker --master <this machine>:{port} --ship`"})
-    procs = [master] + [spawn(["-m", "loadtest.worker", "--master", connect], pass_fds=(lock_fd,),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(local)]
-    tails: list[deque[str]] = [deque(maxlen=5) for _ in procs]
-    summed = _Sum(1, on_progress)  # the master already sums its workers' progress
-    threads = [threading.Thread(target=lambda p=p, t=t: t.extend(p.stderr), daemon=True)
-               for p, t in zip(procs, tails)]
-    threads.append(threading.Thread(target=_relay, args=(master, 0, summed), daemon=True))
-    threads += [threading.Thread(target=lambda p=p: p.stdout.read(), daemon=True) for p in procs[1:]]
-    for t in threads:
-        t.start()
-    try:
-        if on_spawn and local:
-            on_spawn(procs[1].pid)
-        for p in procs:
-            p.wait()
-        for t in threads:
-            t.join(5)
-    finally:
-        for p in procs:
-            stop(p, timeout_s=30)
-    return [(p.returncode, t[-1].strip() if t else "") for p, t in zip(procs, tails)]
+    cmds = [["-m", "loadtest.master", "--spec", str(spec_path), "--workers", str(local + remote),
+             "--bind", f"{host}:{port}"]] + [["-m", "loadtest.worker", "--master", connect]] * local
+    # Only the master's lines are relayed: it already sums its workers' progress.
+    return _supervise(cmds, lock_fd, _Sum(1, on_progress), 1, on_spawn, 1 if local else None, env)
