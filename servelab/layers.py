@@ -45,11 +45,9 @@ def read_file(path: str | Path) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text)
-    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError are ValueErrors... mostly
-        raise UserError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                        f"{str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # noqa: BLE001 - yaml's errors are not all ValueErrors
-        raise UserError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - json's ValueError, or any of yaml's YAMLErrors
+        raise UserError(f"config file {p} is not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
+                        f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
