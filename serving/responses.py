@@ -8,8 +8,8 @@ in a non-streaming response, at the top level of the body (and as x-servelab-* h
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 
 
 class ObjectFactory:
@@ -18,7 +18,7 @@ class ObjectFactory:
     def __init__(self, chat: bool, model: str):
         self.chat = chat
         self.model = model
-        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.id = ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex()  # 24 random hex digits, as before
         self.created = int(time.time())
         self._role_sent = False
 

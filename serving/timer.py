@@ -40,7 +40,8 @@ class DeadlineTimer:
         fut = loop.create_future()
         with self._cond:
             heapq.heappush(self._heap, (deadline_ns, next(self._seq), loop, fut))
-            self._cond.notify()
+            if self._heap[0][3] is fut:  # the thread sleeps until the old head: wake it only
+                self._cond.notify()  # when this deadline comes first (a futex wake per chunk)
         await fut
 
     def _run(self) -> None:

@@ -229,22 +229,25 @@ def test_unknown_builtin_model_size_is_one_line_before_anything_starts(cli, tmp_
 
 # --- serve -------------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_serve_port_zero_answers_health_and_stops_on_sigterm(cli, tmp_path):
+def start_serve(cli, tmp_path: Path, args: list[str]) -> tuple[subprocess.Popen, str, Path]:
+    """`servelab serve --port 0 ARGS` in the background: (process, announced URL, output file)."""
     out_path = tmp_path / "serve.out"
     with open(out_path, "w") as out:
-        proc = cli.popen(["serve", "--port", "0", "--model", "tiny"], stdout=out,
-                         stderr=subprocess.STDOUT)
+        proc = cli.popen(["serve", "--port", "0", *args], stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
-    url = None
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None:
         m = re.search(r"listening on (http://127\.0\.0\.1:(\d+))\s*$", out_path.read_text(), re.M)
         if m:
-            url = m.group(1)
             assert int(m.group(2)) != 0
-        else:
-            time.sleep(0.05)
-    assert url, f"no address announced: {out_path.read_text()[-1000:]}"
+            return proc, m.group(1), out_path
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no address announced: {out_path.read_text()[-1000:]}")
+
+
+@pytest.mark.slow
+def test_serve_port_zero_answers_health_and_stops_on_sigterm(cli, tmp_path):
+    proc, url, out_path = start_serve(cli, tmp_path, ["--model", "tiny"])
     with urllib.request.urlopen(url + "/health", timeout=10) as resp:
         assert resp.status == 200
         health = json.loads(resp.read())
@@ -252,3 +255,24 @@ def test_serve_port_zero_answers_health_and_stops_on_sigterm(cli, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0, out_path.read_text()[-1000:]
     assert "Traceback" not in out_path.read_text()
+
+
+@pytest.mark.slow
+def test_calibrate_against_a_served_calibration_target_with_its_log(cli, tmp_path):
+    """The pinned procedure of docs/performance.md: a calibration server started on its own
+    (`serve --calibration --calib-log`), measured by `calibrate --target --server-log`."""
+    log = tmp_path / "calib.jsonl"
+    proc, url, out_path = start_serve(cli, tmp_path, ["--calibration", "--calib-ttft-ms", "20",
+                                                      "--calib-itl-ms", "5", "--calib-log", str(log)])
+    try:
+        res = cli("calibrate", "--target", url, "--server-log", str(log), "--rates", "10", "--duration", "2",
+                  "--ttft-ms", "20", "--itl-ms", "5", "--chunks", "8", "--store", str(tmp_path / "cal.duckdb"),
+                  "--json")
+        assert res.returncode == 0, res.stderr
+        row = last_json(res.stdout)["rows"][0]
+        assert row["ok"] == row["requests"] == row["matched"] >= 19
+        assert row["ttft_err_p50_ms"] is not None and abs(row["ttft_err_p50_ms"]) < 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert len(log.read_text().splitlines()) >= row["ok"]
