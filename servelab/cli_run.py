@@ -121,6 +121,8 @@ def serve(
                                      degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
     layer = layers.layered(config, os.environ, serve=True)["server"]
     cfg = ServerConfig(**layers.fill(kwargs, layer, layers.given_by(ctx)))
+    if cfg.calib_log and not cfg.calibration:
+        raise UserError("--calib-log needs --calibration (only the known-timing mode writes that log)")
     _check_semantic(cfg)
     if cfg.replicas > 1:
         from servelab.replicas import serve_replicas

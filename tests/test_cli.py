@@ -257,6 +257,11 @@ def test_serve_port_zero_answers_health_and_stops_on_sigterm(cli, tmp_path):
     assert "Traceback" not in out_path.read_text()
 
 
+def test_serve_calib_log_without_calibration_is_one_line(cli, tmp_path):
+    line = assert_one_error_line(cli("serve", "--port", "0", "--calib-log", str(tmp_path / "c.jsonl")))
+    assert "--calib-log needs --calibration" in line
+
+
 @pytest.mark.slow
 def test_calibrate_against_a_served_calibration_target_with_its_log(cli, tmp_path):
     """The pinned procedure of docs/performance.md: a calibration server started on its own
