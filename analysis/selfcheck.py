@@ -13,6 +13,10 @@ one reason line; a check with nothing to judge is None and does not fail):
 - token mismatch: fraction of ok requests whose server `usage` disagrees with the client's
   own count: output tokens (usage.completion_tokens vs content chunks), and prompt tokens
   when the client's count is exact (token-id prompts); fails above 1%.
+- client stall (recorded, never fails): the worst lateness of a 5 ms ticker in the worker,
+  max over steps (`client_stall_max_ms`): a bound on how late the client may have noticed
+  a chunk at the worst moment (a garbage collection, a busy greenlet, the machine pausing
+  the process). One stall touches few requests, so it informs rather than fails the run.
 - output length (recorded, never fails): fraction of ok requests that got fewer output
   tokens than `max_tokens` asked for. servelab asks for exact lengths (`max_tokens` with
   `ignore_eos`/`min_tokens`); a target that ignores those stops early, and this says how often.
@@ -108,6 +112,7 @@ def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: list
         "achieved_over_requested": achieved_over_requested(steps, records),
         "usage_vs_client_token_mismatch_frac": token_mismatch_frac(records, exact_prompt),
         "capped_requests": _max(field(s, "capped") for s in steps),
+        "client_stall_max_ms": _max(field(s, "client_stall_max_ms") for s in steps),
         "output_shorter_than_asked_frac": short_output_frac(records),
     }
     reasons = _reasons(out, thresholds)

@@ -28,6 +28,7 @@ from loadtest.whole import send_request
 
 OnRecord = Callable[[dict], None]
 SPIN_NS = 2_000_000  # open loop: a request's greenlet starts this early and spins the rest
+STALL_TICK_NS = 5_000_000  # the stall watch's tick
 
 
 def spin_until(t_ns: int) -> None:
@@ -40,6 +41,22 @@ def spin_until(t_ns: int) -> None:
     """
     while time.perf_counter_ns() < t_ns:
         gevent.sleep(0)
+
+
+def watch_stalls(step: Step) -> None:
+    """Keeps `step.stall_max_ns`: how late a 5 ms ticker in this process woke, at worst.
+
+    Anything that keeps the load generator from noticing a chunk (a busy greenlet, the
+    garbage collector, the machine pausing the process) makes the ticker late too, so this
+    bounds how late the run's timestamps can be. A stall of S ms shows as at least
+    S - 5 ms; gevent's timers themselves wake up to ~1 ms late. Costs ~200 wake-ups a second.
+    """
+    due = time.perf_counter_ns() + STALL_TICK_NS
+    while True:
+        gevent.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
+        now = time.perf_counter_ns()
+        step.stall_max_ns = max(step.stall_max_ns, now - due)
+        due = now + STALL_TICK_NS
 
 
 def shared_t0(spec: WorkerSpec) -> int | None:
@@ -78,6 +95,8 @@ class Step:
         self.ready = 0  # users connected and waiting for t0
         self.shard, self.shards, self.first_user = spec.shard, spec.shards, spec.first_user
         self.shared_t0_ns = shared_t0(spec)
+        self.stall_max_ns = 0  # see watch_stalls
+        self._stall_watch: gevent.Greenlet | None = None
 
     def next_user_id(self) -> int:
         """Unique within the run: each worker's users are numbered from its `first_user`."""
@@ -93,9 +112,12 @@ class Step:
         Everything allocated so far (Locust, gevent, the prompts) is collected and frozen
         first: the cyclic collector then never scans it again, and its pauses, which land
         on whatever chunk is being read, stay short. (Unfrozen, a collection took up to
-        ~4 ms in a 20 req/s run, enough to be a run's TTFT p99 error.)"""
+        ~4 ms in a 20 req/s run, enough to be a run's TTFT p99 error.) The collection blocks
+        the event loop for tens of ms, so the loop's cached clock is refreshed after it: gevent
+        times every timer from that clock, and a stale one would end the step that much early."""
         gc.collect()
         gc.freeze()
+        gevent.get_hub().loop.update_now()
         if self.shared_t0_ns is not None:
             gevent.sleep(max(0, self.shared_t0_ns - SPIN_NS - time.perf_counter_ns()) / 1e9)
             spin_until(self.shared_t0_ns)
@@ -103,6 +125,7 @@ class Step:
         self._cpu0 = time.process_time()
         self.deadline_ns = self.t0_ns + round(self.load.duration_s * 1e9)
         self.spool.write_meta({"event": "start", "t_ns": self.t0_ns, "wall_ns": time.time_ns(), "pid": os.getpid()})
+        self._stall_watch = gevent.spawn(watch_stalls, self)
         self.go.set()
         return self.t0_ns
 
@@ -125,7 +148,7 @@ class Step:
         self.stop_ns = time.perf_counter_ns()
         self.spool.write_meta({"event": "stop", "t_ns": self.stop_ns, "wall_ns": time.time_ns(),
                                "sent": self.sent, "completed": self.ok, "cpu_pct": self.cpu_pct(),
-                               "capped": self.bodies.capped})
+                               "stall_max_ms": self.stall_max_ms(), "capped": self.bodies.capped})
         self._check_drained()
 
     def send(self, pool: ConnectionPool, seq: int, user_id: int | None = None, t_sched_ns: int | None = None,
@@ -180,9 +203,12 @@ class Step:
         gevent.killall(list(self.inflight), block=True, timeout=timeout_s)
 
     def end(self) -> None:
+        if self._stall_watch is not None:
+            self._stall_watch.kill(block=False)
         try:
             self.spool.write_meta({"event": "end", "t_ns": time.perf_counter_ns(), "cpu_pct": self.cpu_pct(),
-                                   "sent": self.sent, "scheduled": self.scheduled})
+                                   "stall_max_ms": self.stall_max_ms(), "sent": self.sent,
+                                   "scheduled": self.scheduled})
         except OSError as exc:
             self.fail(f"cannot write the spool {self.spool.meta_path}: {exc}")
 
@@ -192,6 +218,10 @@ class Step:
             return None
         wall = (time.perf_counter_ns() - self.t0_ns) / 1e9
         return round(100.0 * (time.process_time() - self._cpu0) / wall, 2) if wall > 0 else None
+
+    def stall_max_ms(self) -> float | None:
+        """The stall watch's worst lateness so far, in ms (None before t0)."""
+        return None if self._stall_watch is None else round(self.stall_max_ns / 1e6, 3)
 
     def progress(self) -> tuple[float, int, int, int]:
         """(elapsed s since t0, sent, done, errors)."""

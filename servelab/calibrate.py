@@ -103,7 +103,8 @@ def measure_rate(cfg: CalibrateConfig, store: str, url: str, log: Path, rate: fl
     steps = queries.get_steps(store, run_id)
     row.update(achieved_rate=step.get("achieved_rate"),
                schedule_lag_p99_ms=(summary.get("schedule_lag_ms") or {}).get("p99"),
-               client_cpu_pct=steps[0].get("client_cpu_pct") if steps else None)
+               client_cpu_pct=steps[0].get("client_cpu_pct") if steps else None,
+               client_stall_max_ms=steps[0].get("client_stall_max_ms") if steps else None)
     return row
 
 

@@ -76,6 +76,8 @@ def summary_tables(s: dict) -> list[Table]:
     if check:
         reasons = "; ".join(check.get("reasons") or [])
         head.add_row("self_check", "passed" if check.get("passed") else f"FAILED: {reasons}")
+        if check.get("client_stall_max_ms") is not None:
+            head.add_row("client_stall_max_ms", _num(check["client_stall_max_ms"], 3))
     _hardware_rows(head, s.get("hardware"))
     lat = Table(title="latency (ms)")
     lat.add_column("metric")

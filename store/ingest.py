@@ -181,17 +181,19 @@ def _number(v: Any) -> bool:
 
 def client_figures(spool: Spool) -> dict[str, Any]:
     """What the load producers reported about themselves in their stop/end events:
-    client_cpu_pct (max over producers and over both events: issuing, and issuing plus
-    drain), scheduled and capped (sums over producers, the last event saying; None if none did)."""
-    cpu, scheduled, capped = [], [], []
+    client_cpu_pct and client_stall_max_ms (max over producers and over both events: issuing,
+    and issuing plus drain), scheduled and capped (sums over producers, the last event saying;
+    None if none did)."""
+    cpu, stall, scheduled, capped = [], [], [], []
     for events in spool.meta.values():
         said = [e for e in events if e.get("event") in ("stop", "end")]
         cpu.extend(e["cpu_pct"] for e in said if _number(e.get("cpu_pct")))
+        stall.extend(e["stall_max_ms"] for e in said if _number(e.get("stall_max_ms")))
         for key, out in (("scheduled", scheduled), ("capped", capped)):
             values = [e[key] for e in said if _number(e.get(key))]
             out.extend(values[-1:])
-    return {"client_cpu_pct": max(cpu) if cpu else None, "scheduled": sum(scheduled) if scheduled else None,
-            "capped": sum(capped) if capped else None}
+    return {"client_cpu_pct": max(cpu) if cpu else None, "client_stall_max_ms": max(stall) if stall else None,
+            "scheduled": sum(scheduled) if scheduled else None, "capped": sum(capped) if capped else None}
 
 
 def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
@@ -215,8 +217,10 @@ def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
         [bounds["t_start_ns"], bounds["t_end_ns"], bounds["wall_start_ns"], bounds["status"], run_id, step],
     )
     client = client_figures(spool)
-    con.execute("UPDATE steps SET client_cpu_pct = ?, scheduled = ?, capped = ? WHERE run_id = ? AND step = ?",
-                [client["client_cpu_pct"], client["scheduled"], client["capped"], run_id, step])
+    con.execute("UPDATE steps SET client_cpu_pct = ?, client_stall_max_ms = ?, scheduled = ?, capped = ?"
+                " WHERE run_id = ? AND step = ?",
+                [client["client_cpu_pct"], client["client_stall_max_ms"], client["scheduled"], client["capped"],
+                 run_id, step])
     return bounds
 
 

@@ -20,7 +20,8 @@ from store.schema import StoreError, connect_read
 _RUN_COLUMNS = ("run_id", "status", "created_at", "started_at", "ended_at", "target", "label",
                 "config", "host", "version", "error", "self_check")
 _STEP_COLUMNS = ("run_id", "step", "mode", "users", "rate", "duration_s", "warmup_s",
-                 "t_start_ns", "t_end_ns", "wall_start_ns", "status", "client_cpu_pct", "scheduled", "capped")
+                 "t_start_ns", "t_end_ns", "wall_start_ns", "status", "client_cpu_pct", "scheduled", "capped",
+                 "client_stall_max_ms")
 
 
 def _iso(ts: datetime | None) -> str | None:

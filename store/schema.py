@@ -74,8 +74,13 @@ def _m003_self_check(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE steps ADD COLUMN capped BIGINT")
 
 
+def _m004_client_stall(con: duckdb.DuckDBPyConnection) -> None:
+    """The worker's stall watch (loadtest/step.py): its worst lateness per step."""
+    con.execute("ALTER TABLE steps ADD COLUMN client_stall_max_ms DOUBLE")
+
+
 # Append only; never edit or reorder a migration that has shipped.
-MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check]
+MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check, _m004_client_stall]
 
 
 def utcnow() -> datetime:

@@ -101,14 +101,25 @@ def test_several_failures_give_several_reasons():
 
 def test_client_figures_come_from_the_producers_meta_events():
     spool = Spool(meta={
-        "w0": [{"event": "start", "t_ns": 1}, {"event": "stop", "t_ns": 2, "cpu_pct": 10.0, "capped": 3},
-               {"event": "end", "t_ns": 3, "cpu_pct": 40.0, "scheduled": 100}],
+        "w0": [{"event": "start", "t_ns": 1},
+               {"event": "stop", "t_ns": 2, "cpu_pct": 10.0, "stall_max_ms": 1.5, "capped": 3},
+               {"event": "end", "t_ns": 3, "cpu_pct": 40.0, "stall_max_ms": 7.25, "scheduled": 100}],
         "w1": [{"event": "start", "t_ns": 1}, {"event": "stop", "t_ns": 2, "cpu_pct": 55.0, "capped": 1}],
     })
-    assert client_figures(spool) == {"client_cpu_pct": 55.0, "scheduled": 100, "capped": 4}
+    assert client_figures(spool) == {"client_cpu_pct": 55.0, "client_stall_max_ms": 7.25, "scheduled": 100,
+                                     "capped": 4}
     spool.meta["w1"][1]["cpu_pct"] = 5.0  # w0's stop (10) and end (40): the larger counts
     assert client_figures(spool)["client_cpu_pct"] == 40.0
-    assert client_figures(Spool()) == {"client_cpu_pct": None, "scheduled": None, "capped": None}
+    assert client_figures(Spool()) == {"client_cpu_pct": None, "client_stall_max_ms": None, "scheduled": None,
+                                       "capped": None}
+
+
+def test_a_client_stall_is_reported_but_never_fails_the_run():
+    steps = [{**open_step(10), "client_stall_max_ms": 3.0}, {**open_step(10), "step": 1, "client_stall_max_ms": 250.0}]
+    c = self_check([rec(i) for i in range(20)], steps)
+    assert c["client_stall_max_ms"] == 250.0
+    assert c["passed"] is True
+    assert self_check([rec(i) for i in range(10)], [open_step(10)])["client_stall_max_ms"] is None
 
 
 def test_the_verdict_is_stored_and_shown_with_the_run(tmp_path):
@@ -117,11 +128,11 @@ def test_the_verdict_is_stored_and_shown_with_the_run(tmp_path):
     add_step(path, "r1", 0, "open", None, 5.0, 1.0, 0.1)
     (spool_dir(path, "r1", 0) / "meta-w0.jsonl").write_text(
         json.dumps({"event": "start", "t_ns": 1, "wall_ns": 1}) + "\n"
-        + json.dumps({"event": "end", "t_ns": 9, "cpu_pct": 97.5, "scheduled": 5}) + "\n")
+        + json.dumps({"event": "end", "t_ns": 9, "cpu_pct": 97.5, "stall_max_ms": 2.5, "scheduled": 5}) + "\n")
     ingest_step(path, "r1", 0)
     finish_run(path, "r1", "completed")
     step = queries.get_steps(path, "r1")[0]
-    assert (step["client_cpu_pct"], step["scheduled"]) == (97.5, 5)
+    assert (step["client_cpu_pct"], step["client_stall_max_ms"], step["scheduled"]) == (97.5, 2.5, 5)
     check = self_check([], [step])
     runs.set_self_check(path, "r1", check)
     assert queries.get_run(path, "r1")["self_check"]["reasons"] == check["reasons"] != []
@@ -144,6 +155,7 @@ def test_trace_replay_through_the_cli_against_calibration_mode(cli, tmp_path):
                           "achieved_over_requested", "usage_vs_client_token_mismatch_frac", "passed", "reasons"}
     assert check["usage_vs_client_token_mismatch_frac"] == 0.0
     assert 0 < check["client_cpu_pct_max"] < 100
+    assert 0 <= check["client_stall_max_ms"] < 1000  # the stall watch ran in the real worker
     trace = read_trace(AZURE)
     expected = trace.t_s[trace.t_s / scale < duration]
     store = str(tmp_path / "s.duckdb")

@@ -23,6 +23,7 @@ EXPECTED = {
         ("rate", "DOUBLE"), ("duration_s", "DOUBLE"), ("warmup_s", "DOUBLE"),
         ("t_start_ns", "BIGINT"), ("t_end_ns", "BIGINT"), ("wall_start_ns", "BIGINT"),
         ("status", "VARCHAR"), ("client_cpu_pct", "DOUBLE"), ("scheduled", "BIGINT"), ("capped", "BIGINT"),
+        ("client_stall_max_ms", "DOUBLE"),
     ],
     "requests": [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("req_id", "VARCHAR"), ("producer", "VARCHAR"),
