@@ -96,6 +96,7 @@ def run_under_master(host: str, port: int, ship: bool, spool_dir: str | None, pr
         step.stop_issuing()
         if not step.aborted.is_set():
             gevent.wait([step.drained, step.aborted], count=1, timeout=spec.load.drain_s)
+        step.stop_watch()
         step.cancel_inflight()
         step.end()
         progress.kill()

@@ -202,9 +202,14 @@ class Step:
         """Cancels every request still in flight; each records itself as `cancelled`."""
         gevent.killall(list(self.inflight), block=True, timeout=timeout_s)
 
-    def end(self) -> None:
+    def stop_watch(self) -> None:
+        """Stops the stall watch: once nothing is in flight, a slow wind-down (Locust
+        stopping its users) delays no measurement."""
         if self._stall_watch is not None:
             self._stall_watch.kill(block=False)
+
+    def end(self) -> None:
+        self.stop_watch()
         try:
             self.spool.write_meta({"event": "end", "t_ns": time.perf_counter_ns(), "cpu_pct": self.cpu_pct(),
                                    "stall_max_ms": self.stall_max_ms(), "sent": self.sent,

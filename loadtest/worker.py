@@ -198,6 +198,7 @@ def run_step(step: Step, env: Environment) -> int:
     step.stop_issuing()
     if not step.aborted.is_set():
         gevent.wait([step.drained, step.aborted], count=1, timeout=load.drain_s)
+    step.stop_watch()
     step.cancel_inflight()
     runner.quit()
     step.end()
