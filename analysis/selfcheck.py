@@ -134,3 +134,34 @@ def _reasons(c: Mapping[str, Any], t: Mapping[str, float]) -> list[str]:
         reasons.append(f"{mism:.1%} of requests: server usage != client token count"
                        f" (> {t['token_mismatch_frac']:.0%})")
     return reasons
+
+
+def shown_status(status: str | None, self_check: str | None) -> str:
+    """The run status, flagged when its load generator failed its own self-check
+    (`self_check` as `servelab runs` lists it: "passed", "failed" or None)."""
+    return f"{status} (self-check failed)" if self_check == "failed" else str(status)
+
+
+# (figure key, what it is, threshold key, how the limit reads): the figures as shown to people.
+FIGURES = (
+    ("client_cpu_pct_max", "client CPU, % of one core (max over steps)", "client_cpu_pct", "<= {:g}"),
+    ("schedule_lag_p50_ms", "schedule lag p50, ms", None, None),
+    ("schedule_lag_p99_ms", "schedule lag p99, ms", "schedule_lag_p99_ms", "<= {:g}"),
+    ("achieved_over_requested", "requests sent / scheduled (open loop)", "rate_error", "1 ± {:g}"),
+    ("usage_vs_client_token_mismatch_frac", "server usage != client token count, fraction",
+     "token_mismatch_frac", "<= {:g}"),
+    ("client_stall_max_ms", "client stalled at most, ms", None, None),
+    ("output_shorter_than_asked_frac", "outputs shorter than max_tokens asked, fraction", None, None),
+    ("capped_requests", "requests whose lengths were capped to the context", None, None),
+)
+
+
+def figure_rows(check: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The self-check's figures, one row each: what it is, its value, and the limit that
+    fails the run ("reported only" for the figures that never fail)."""
+    limits = check.get("thresholds") or THRESHOLDS
+    rows = []
+    for key, label, limit_key, fmt in FIGURES:
+        limit = fmt.format(limits[limit_key]) if limit_key and limit_key in limits else "reported only"
+        rows.append({"figure": label, "value": check.get(key), "limit": limit})
+    return rows

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.selfcheck import figure_rows, shown_status
+
 # summary key -> row label of the latency table, in display order.
 LATENCY_ROWS = {"ttft_ms": "TTFT", "ttft_sched_ms": "TTFT from schedule", "itl_ms": "ITL",
                 "tpot_ms": "TPOT", "e2e_ms": "E2E", "schedule_lag_ms": "schedule lag"}
@@ -59,7 +61,7 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     return pd.DataFrame({
         "run": "run?run=" + frame["run_id"],
-        "status": frame["status"],
+        "status": [shown_status(r.get("status"), r.get("self_check")) for r in rows],
         "label": frame["label"].fillna(""),
         "load": [load_text(r.get("mode"), r.get("users"), r.get("rate")) for r in rows],
         "target": frame["target"].fillna(""),
@@ -67,6 +69,15 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
         "started": [when(r.get("started_at") or r.get("created_at")) for r in rows],
         "duration_s": [duration_s(r.get("started_at"), r.get("ended_at")) for r in rows],
     })
+
+
+def self_check_table(check: dict) -> pd.DataFrame:
+    """The load generator's self-check figures: what, value, the limit that fails the run."""
+    rows = figure_rows(check)
+    return pd.DataFrame({"figure": [r["figure"] for r in rows],
+                         "value": [number(r["value"], "{:,}" if isinstance(r["value"], int) else "{:.4g}")
+                                   for r in rows],
+                         "limit": [r["limit"] for r in rows]})
 
 
 def run_option(row: dict) -> str:

@@ -10,6 +10,7 @@ rate is the highest rate that meets the limits (`analysis.calibration.accurate`)
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class CalibrateConfig:
     ttft_p99_ms: float = 2.0
     rate_tol: float = 0.01
     workers: int = 1
+    server_cpus: set[int] | None = None  # pin the built-in server to these CPUs
+    client_cpus: set[int] | None = None  # pin this process and the load generators it starts
 
 
 def parse_rates(text: str) -> list[float]:
@@ -48,12 +51,51 @@ def parse_rates(text: str) -> list[float]:
     return rates
 
 
+def parse_cpus(text: str | None, flag: str) -> set[int] | None:
+    """`"1"`, `"0,2"` or `"0-3"` -> a set of CPU numbers this process may use; None for None."""
+    if text is None:
+        return None
+    if not hasattr(os, "sched_setaffinity"):
+        raise UserError(f"{flag} needs CPU affinity, which this platform does not offer (Linux does)")
+    cpus: set[int] = set()
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise UserError(f"bad {flag} {text!r}: use CPU numbers like 1, 0,2 or 0-3") from None
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not cpus <= allowed:
+        raise UserError(f"bad {flag} {text!r}: this process may use CPUs {_cpu_list(allowed)}")
+    return cpus
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+@contextlib.contextmanager
+def _pinned_client(cpus: set[int] | None) -> Iterator[None]:
+    """This process (and every load generator it starts meanwhile) on `cpus`, then back."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 @contextlib.contextmanager
 def _calibration_target(cfg: CalibrateConfig) -> Iterator[tuple[str, Path]]:
     """(base URL, server log path): the built-in calibration server, or the given target."""
     if cfg.target != "builtin":
         if not cfg.server_log:
             raise UserError("--target URL needs --server-log PATH (the target's calibration log)")
+        if cfg.server_cpus is not None:
+            raise UserError("--server-cpus pins the built-in server only (pin your own target when you start it)")
         yield cfg.target, Path(cfg.server_log)
         return
     from servelab.targets import builtin_server
@@ -63,6 +105,8 @@ def _calibration_target(cfg: CalibrateConfig) -> Iterator[tuple[str, Path]]:
         server = ServerConfig(calibration=True, calib_ttft_ms=cfg.ttft_ms, calib_itl_ms=cfg.itl_ms,
                               calib_log=str(log))
         with builtin_server(server) as target:
+            if cfg.server_cpus is not None:
+                os.sched_setaffinity(target.pid, cfg.server_cpus)
             yield target.url, log
 
 
@@ -112,7 +156,8 @@ def calibrate(cfg: CalibrateConfig, store: str, on_progress: Progress | None = N
               on_row: Callable[[dict], None] | None = None) -> dict:
     """Every rate in turn; {"rows": [...], "max_accurate_rate": r or None, "limits": {...}}."""
     rows = []
-    with _calibration_target(cfg) as (url, log):
+    # The server starts first, so it is not pinned with the client.
+    with _calibration_target(cfg) as (url, log), _pinned_client(cfg.client_cpus):
         for rate in cfg.rates:
             row = measure_rate(cfg, store, url, log, rate, on_progress)
             rows.append(row)
@@ -123,4 +168,9 @@ def calibrate(cfg: CalibrateConfig, store: str, on_progress: Progress | None = N
         r["ratio"] = r["achieved_rate"] / r["rate"] if r.get("achieved_rate") else None
         r["accurate"] = accurate(r, **limits)
     return {"rows": rows, "limits": limits, "max_accurate_rate": max_accurate_rate(rows, **limits),
-            "target": {"ttft_ms": cfg.ttft_ms, "itl_ms": cfg.itl_ms, "chunks": cfg.chunks}}
+            "target": {"ttft_ms": cfg.ttft_ms, "itl_ms": cfg.itl_ms, "chunks": cfg.chunks},
+            "pinning": {"server_cpus": _sorted(cfg.server_cpus), "client_cpus": _sorted(cfg.client_cpus)}}
+
+
+def _sorted(cpus: set[int] | None) -> list[int] | None:
+    return None if cpus is None else sorted(cpus)

@@ -62,3 +62,8 @@ def print_result(out: Console, result: dict) -> None:
     rule = (f"TTFT error p50 <= {lim['ttft_p50_ms']:g} ms, p99 <= {lim['ttft_p99_ms']:g} ms, "
             f"achieved within {100 * lim['rate_tol']:g}%")
     out.print(f"maximum accurate rate: {'none of the rates' if best is None else f'{best:g} req/s'} ({rule})")
+    pins = result.get("pinning") or {}
+    where = [f"{who} on CPUs {','.join(map(str, cpus))}" for who, cpus in
+             (("server", pins.get("server_cpus")), ("client", pins.get("client_cpus"))) if cpus is not None]
+    if where:
+        out.print("pinned: " + ", ".join(where))

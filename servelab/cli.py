@@ -40,19 +40,26 @@ def calibrate(
     max_ttft_p99_ms: Annotated[float, typer.Option(help="accurate: |TTFT error| p99 at most this")] = 2.0,
     rate_tolerance: Annotated[float, typer.Option(help="accurate: achieved rate within this fraction")] = 0.01,
     workers: Annotated[int, typer.Option(help="load-generator processes")] = 1,
+    server_cpus: Annotated[str | None, typer.Option(help="pin the built-in server to these CPUs, e.g. 0")] = None,
+    client_cpus: Annotated[str | None, typer.Option(help="pin the load generator (and this command) to "
+                                                    "these CPUs, e.g. 1 or 1-3")] = None,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure the load generator's own error against a known-timing server, per rate.
 
     Example: servelab calibrate --rates 5,20,50,100 --duration 10
+
+    One core each (Linux): servelab calibrate --server-cpus 0 --client-cpus 1 --rates 100,200,300
     """
-    from servelab.calibrate import CalibrateConfig, parse_rates
+    from servelab.calibrate import CalibrateConfig, parse_cpus, parse_rates
     from servelab.calibrate_cli import print_result, run_with_progress
 
     cfg = CalibrateConfig(rates=parse_rates(rates), duration_s=duration, ttft_ms=ttft_ms, itl_ms=itl_ms,
                           chunks=chunks, target=target, server_log=server_log, ttft_p50_ms=max_ttft_p50_ms,
-                          ttft_p99_ms=max_ttft_p99_ms, rate_tol=rate_tolerance, workers=workers)
+                          ttft_p99_ms=max_ttft_p99_ms, rate_tol=rate_tolerance, workers=workers,
+                          server_cpus=parse_cpus(server_cpus, "--server-cpus"),
+                          client_cpus=parse_cpus(client_cpus, "--client-cpus"))
     result = run_with_progress(cfg, store, stderr_console(), quiet=as_json)
     if as_json:
         print(json.dumps(result))

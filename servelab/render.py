@@ -6,6 +6,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from analysis.selfcheck import shown_status
+
 LATENCIES = [
     ("ttft_ms", "TTFT"),
     ("ttft_sched_ms", "TTFT from schedule"),
@@ -25,11 +27,6 @@ def _num(v, digits: int = 2) -> str:
     if isinstance(v, float):
         return f"{v:,.{digits}f}"
     return f"{v:,}"
-
-
-def shown_status(status: str | None, self_check: str | None) -> str:
-    """The run status, flagged when its load generator failed its own self-check."""
-    return f"{status} (self-check failed)" if self_check == "failed" else str(status)
 
 
 def _load(r: dict) -> str:

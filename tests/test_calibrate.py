@@ -61,3 +61,37 @@ def test_calibrate_table_names_the_maximum_accurate_rate(cli, tmp_path):
 def test_calibrate_rejects_bad_rates(cli, tmp_path):
     res = cli("calibrate", "--rates", "5,x", "--store", str(tmp_path / "c.duckdb"))
     assert res.returncode == 2 and "bad --rates" in res.stderr, res.stderr
+
+
+TWO_CPUS = pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity")
+                              or len(__import__("os").sched_getaffinity(0)) < 2, reason="needs 2 CPUs and Linux")
+
+
+@pytest.mark.slow
+@TWO_CPUS
+def test_calibrate_pins_server_and_client_to_their_cpus(cli, tmp_path):
+    import os
+
+    server_cpu, client_cpu = sorted(os.sched_getaffinity(0))[:2]
+    res = cli("calibrate", "--rates", "10", "--duration", "2", "--chunks", "4", "--server-cpus", str(server_cpu),
+              "--client-cpus", str(client_cpu), "--store", str(tmp_path / "c.duckdb"), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.splitlines()[-1])
+    assert out["pinning"] == {"server_cpus": [server_cpu], "client_cpus": [client_cpu]}
+    assert out["rows"][0]["matched"] == out["rows"][0]["ok"] > 0
+    table = cli("calibrate", "--rates", "5", "--duration", "1", "--chunks", "4", "--client-cpus", str(client_cpu),
+                "--store", str(tmp_path / "c.duckdb"))
+    assert table.returncode == 0, table.stderr
+    assert f"pinned: client on CPUs {client_cpu}" in table.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--client-cpus", "9999"], "bad --client-cpus '9999': this process may use CPUs"),
+    (["--server-cpus", "one"], "bad --server-cpus 'one': use CPU numbers"),
+    (["--server-cpus", "0", "--target", "http://127.0.0.1:9", "--server-log", "x.jsonl"],
+     "--server-cpus pins the built-in server only"),
+])
+def test_bad_pinning_is_one_line(cli, args, needle):
+    res = cli("calibrate", "--rates", "5", "--duration", "1", *args)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and needle in res.stderr, res.stderr

@@ -204,6 +204,40 @@ def test_runs_without_requests_failed_or_still_running(monkeypatch, tmp_path):
     assert "still running" in texts(running.info)
 
 
+def test_a_failed_self_check_is_marked_on_both_pages(monkeypatch, tmp_path):
+    from analysis.selfcheck import self_check
+    from store import runs as store_runs
+
+    path = fx.build_store(tmp_path / "s.duckdb")
+    steps = [{"step": 0, "mode": "open", "client_cpu_pct": 97.0, "scheduled": None, "capped": 0,
+              "client_stall_max_ms": 12.5}]
+    check = self_check([], steps)
+    assert not check["passed"]
+    store_runs.set_self_check(path, fx.OPEN_RUN, check)
+    store_runs.set_self_check(path, fx.CLOSED_RUN, self_check([], [{**steps[0], "client_cpu_pct": 20.0}]))
+
+    runs = run_app(monkeypatch, path)
+    no_errors(runs)
+    table = runs.dataframe[0].value
+    status = dict(zip(table["run"].str.removeprefix("run?run="), table["status"]))
+    assert status == {fx.OPEN_RUN: "completed (self-check failed)", fx.CLOSED_RUN: "completed"}
+
+    failed = run_app(monkeypatch, path, RUN_PAGE, run=fx.OPEN_RUN)
+    assert not failed.exception
+    warning = texts(failed.warning)
+    assert "failed its own self-check" in warning and "client CPU 97%" in warning
+    assert "Load generator self-check" in [h.value for h in failed.subheader]
+    figures = next(d.value for d in failed.dataframe if "figure" in d.value.columns)
+    rows = dict(zip(figures["figure"], zip(figures["value"], figures["limit"])))
+    assert rows["client CPU, % of one core (max over steps)"] == ("97", "<= 90")
+    assert rows["client stalled at most, ms"] == ("12.5", "reported only")
+
+    passed = run_app(monkeypatch, path, RUN_PAGE, run=fx.CLOSED_RUN)
+    no_errors(passed)
+    assert "self-check" not in texts(passed.warning)
+    assert any("**passed**" in c for c in texts(passed.caption).splitlines())
+
+
 # --- stores the pages must survive -----------------------------------------------------
 
 

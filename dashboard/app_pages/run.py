@@ -40,6 +40,10 @@ if run["status"] == "running":
     st.info("This run is still running: its requests appear here when its step has been ingested.")
 elif run.get("error"):
     (st.error if run["status"] == "failed" else st.warning)(f"Run {run['status']}: {run['error']}")
+check = run.get("self_check") or {}
+if check and not check.get("passed"):
+    st.warning("The load generator failed its own self-check: " + "; ".join(check.get("reasons") or [])
+               + ". Its own delays may be in this run's figures (see **Load generator self-check** below).")
 
 c = st.columns(6)
 c[0].metric("requests", f"{summary['requests']:,}",
@@ -131,6 +135,12 @@ errors = views.errors_table(requests)
 if not errors.empty:
     with st.expander(f"Failed requests ({int(errors['requests'].sum())}, warm-up included)"):
         st.dataframe(errors, hide_index=True, width="stretch")
+
+if check:
+    st.subheader("Load generator self-check")
+    st.caption(f"**{'passed' if check.get('passed') else 'failed'}**: could the client keep up with what it "
+               "was asked to do? A figure past its limit fails the run; the others are reported.")
+    st.dataframe(views.self_check_table(check), hide_index=True, width="content")
 
 st.subheader("Hardware")
 hw = summary.get("hardware")
