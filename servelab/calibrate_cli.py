@@ -44,14 +44,15 @@ def calibration_table(result: dict) -> Table:
     """One row per rate; two-line headers so the table fits an 80-column terminal."""
     t = Table(title="client error vs the server's log, ms", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1),
               pad_edge=False, show_edge=False)
-    for col in ("rate\nreq/s", "achieved\n/ asked", "TTFT\np50", "TTFT\np99", "ITL\np50", "ITL\np99",
-                "lag\np99", "client\nCPU %", "matched\n/ ok", "accu-\nrate"):
+    for col in ("rate\nreq/s", "sent /\nasked", "TTFT\np50", "TTFT\np99", "ITL\np50", "ITL\np99",
+                "lag\np99", "client\nCPU %", "stall\nmax", "matched\n/ ok", "accu-\nrate"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in result["rows"]:
         t.add_row(f"{r['rate']:g}", _f(r.get("ratio"), 3),
                   _f(r.get("ttft_err_p50_ms")), _f(r.get("ttft_err_p99_ms")),
                   _f(r.get("itl_err_p50_ms")), _f(r.get("itl_err_p99_ms")),
                   _f(r.get("schedule_lag_p99_ms")), _f(r.get("client_cpu_pct"), 0),
+                  _f(r.get("client_stall_max_ms"), 1),
                   f"{r.get('matched', 0)}/{r.get('ok', 0)}", "yes" if r.get("accurate") else "no")
     return t
 
