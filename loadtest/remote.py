@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-import time
 
 import gevent
 from gevent.event import AsyncResult
@@ -92,12 +91,7 @@ def run_under_master(host: str, port: int, ship: bool, spool_dir: str | None, pr
         gevent.spawn(lambda: (abort.wait(), step.aborted.set()))
         runner.send_message("servelab_ready", {"producer": spec.producer, "ship": ship, "pid": os.getpid()})
         step.start()  # waits for the shared t0; the master spawns the users meanwhile
-        gevent.wait([step.stopped, step.aborted], count=1, timeout=max(0.0, step.deadline_ns - time.perf_counter_ns()) / 1e9)
-        step.stop_issuing()
-        if not step.aborted.is_set():
-            gevent.wait([step.drained, step.aborted], count=1, timeout=spec.load.drain_s)
-        step.stop_watch()
-        step.cancel_inflight()
+        step.run_to_drained()
         step.end()
         progress.kill()
         if shipper is not None:

@@ -202,6 +202,20 @@ class Step:
         """Cancels every request still in flight; each records itself as `cancelled`."""
         gevent.killall(list(self.inflight), block=True, timeout=timeout_s)
 
+    def run_to_drained(self) -> None:
+        """After `start`: issue until the deadline (or max_requests, or an abort), then wait
+        up to drain_s for what is in flight, then cancel the rest (each records itself).
+
+        The wait counts to the step's own deadline, not from now: gevent's timers run on the
+        loop's cached clock, which a blocking pause leaves behind."""
+        until_deadline_s = max(0, self.deadline_ns - time.perf_counter_ns()) / 1e9
+        gevent.wait([self.stopped, self.aborted], count=1, timeout=until_deadline_s)
+        self.stop_issuing()
+        if not self.aborted.is_set():
+            gevent.wait([self.drained, self.aborted], count=1, timeout=self.load.drain_s)
+        self.stop_watch()
+        self.cancel_inflight()
+
     def stop_watch(self) -> None:
         """Stops the stall watch: once nothing is in flight, a slow wind-down (Locust
         stopping its users) delays no measurement."""

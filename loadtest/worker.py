@@ -193,13 +193,7 @@ def run_step(step: Step, env: Environment) -> int:
               "its first arrivals go out late (recorded as schedule lag)", file=sys.stderr, flush=True)
     step.start()
     reporter = gevent.spawn(_report_progress, step)
-    until_deadline_s = max(0, step.deadline_ns - time.perf_counter_ns()) / 1e9  # the step's own clock
-    gevent.wait([step.stopped, step.aborted], count=1, timeout=until_deadline_s)
-    step.stop_issuing()
-    if not step.aborted.is_set():
-        gevent.wait([step.drained, step.aborted], count=1, timeout=load.drain_s)
-    step.stop_watch()
-    step.cancel_inflight()
+    step.run_to_drained()
     runner.quit()
     step.end()
     reporter.kill()
