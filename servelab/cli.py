@@ -107,6 +107,54 @@ def summary(
         print_summary(stdout_console(), s)
 
 
+@app.command("export")
+def export_cmd(
+    run_ids: Annotated[list[str] | None, typer.Argument(help="runs to export (default: every run)")] = None,
+    out: Annotated[str, typer.Option(help="a new folder for the Parquet files")] = "servelab-export",
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export runs as Parquet (one file per table, plus the torch traces) to move them.
+
+    Example: servelab export r20261125-134501-ab12 --out runs-h100/
+
+    Then, on another machine: servelab import runs-h100/ --store all.duckdb
+    """
+    from store import exchange, ingest
+
+    ingest.recover(store)
+    manifest = exchange.export_runs(store, run_ids or None, out)
+    if as_json:
+        print(json.dumps({**manifest, "out": out}))
+        return
+    t = manifest["tables"]
+    stdout_console().print(f"exported {len(manifest['runs'])} run(s) to {out}: {t['requests']} requests,"
+                           f" {t['samples']} samples, {t['operators']} operators, {manifest['traces']} traces")
+
+
+@app.command("import")
+def import_cmd(
+    folder: Annotated[str, typer.Argument(help="a folder written by `servelab export`")],
+    replace: Annotated[bool, typer.Option(help="replace runs the store already has (default: skip them)")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import runs exported as Parquet into the store (created if missing).
+
+    Example: servelab import runs-h100/ --store all.duckdb
+    """
+    from store import exchange
+
+    result = exchange.import_runs(store, folder, replace=replace)
+    if as_json:
+        print(json.dumps(result))
+        return
+    line = f"imported {len(result['imported'])} run(s) into {store}"
+    if result["skipped"]:
+        line += f"; skipped {len(result['skipped'])} already there ({', '.join(result['skipped'])}; --replace to overwrite)"
+    stdout_console().print(line)
+
+
 @app.command()
 def dashboard(
     store: StoreOpt = DEFAULT_STORE,
