@@ -153,3 +153,31 @@ def run_hardware(parts: list[tuple[dict[str, Any] | None, float | None, float | 
         "cpu_pct_mean": {r: _weighted([((f["cpu_pct_mean"] or {}).get(r), w) for f, w, _ in parts])
                          for r in roles} or None,
     }
+
+
+def profiler_windows(operators: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]],
+                     requests: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Each profiled step's torch-profiler window, seconds from the step's start, and how many
+    of its requests were in flight during it (they ran under the profiler, hence slower).
+
+    operators: stored operator rows (`step`, `window_start_ns`, `window_end_ns`); steps:
+    rows with `step`, `t_start_ns`; requests: `step`, `t_send_ns`, `t_last_ns`.
+    """
+    starts = {int(s["step"]): s.get("t_start_ns") for s in steps}
+    seen: dict[int, tuple[int, int]] = {}
+    for op in operators:
+        a, b = op.get("window_start_ns"), op.get("window_end_ns")
+        if a is not None and b is not None and not pd.isna(a) and not pd.isna(b):
+            seen.setdefault(int(op["step"]), (int(a), int(b)))
+    out = []
+    for step, (a, b) in sorted(seen.items()):
+        t0 = starts.get(step)
+        n = None
+        if requests is not None and len(requests) and {"t_send_ns", "t_last_ns"} <= set(requests):
+            mine = requests[requests["step"] == step]
+            send = pd.to_numeric(mine["t_send_ns"], errors="coerce")
+            last = pd.to_numeric(mine["t_last_ns"], errors="coerce").fillna(np.inf)
+            n = int(((send < b) & (last > a)).sum())
+        out.append({"step": step, "start_s": (a - t0) / 1e9 if t0 else None,
+                    "end_s": (b - t0) / 1e9 if t0 else None, "requests_in_window": n})
+    return out

@@ -21,6 +21,7 @@ BENCHES = {
     "prefix": ["--rate", "0.8", "--users", "2", "--duration", "60"],
     "replicas": ["--model", "small", "--users", "2,4,8", "--duration", "20"],
     "overload": ["--model", "tiny", "--duration", "30", "--factor", "2"],
+    "energy": ["--model", "tiny", "--batch-sizes", "1,8", "--duration", "12", "--torch-profile", "1"],
 }
 
 

@@ -48,8 +48,20 @@ def _series(samples: pd.DataFrame, role: str, col: str, t0_ns: float) -> tuple[n
     return (rows["t_ns"].to_numpy(float) - t0_ns) / 1e9, rows[col].to_numpy(float)
 
 
-def over_time(frame: pd.DataFrame, samples: pd.DataFrame, t0_ns: float) -> go.Figure:
-    """Latency of each ok request (top) above utilisation and power (bottom), one time axis."""
+def profiler_spans(ops: list[dict], t0_ns: float) -> list[tuple[float, float]]:
+    """(start, end) seconds after t0 of each step's torch-profiler window."""
+    spans = {}
+    for op in ops or []:
+        a, b = op.get("window_start_ns"), op.get("window_end_ns")
+        if a is not None and b is not None and not (pd.isna(a) or pd.isna(b)):
+            spans.setdefault(op.get("step"), ((float(a) - t0_ns) / 1e9, (float(b) - t0_ns) / 1e9))
+    return list(spans.values())
+
+
+def over_time(frame: pd.DataFrame, samples: pd.DataFrame, t0_ns: float,
+              profiled: list[tuple[float, float]] | None = None) -> go.Figure:
+    """Latency of each ok request (top) above utilisation and power (bottom), one time axis;
+    `profiled` spans (the torch-profiler windows) are shaded: requests there ran slower."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         row_heights=[0.5, 0.5], specs=[[{}], [{"secondary_y": True}]])
     ok = frame[frame["status"] == "ok"]
@@ -65,6 +77,9 @@ def over_time(frame: pd.DataFrame, samples: pd.DataFrame, t0_ns: float) -> go.Fi
     if len(x):
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="GPU power (W)",
                                  line=dict(dash="dot")), row=2, col=1, secondary_y=True)
+    for a, b in profiled or []:
+        fig.add_vrect(x0=a, x1=b, fillcolor="orange", opacity=0.15, line_width=0,
+                      annotation_text="torch profiler", annotation_position="top left")
     fig.update_yaxes(title_text="latency (ms)", row=1, col=1)
     fig.update_yaxes(title_text="utilisation (%)", row=2, col=1, secondary_y=False)
     fig.update_yaxes(title_text="power (W)", row=2, col=1, secondary_y=True)
@@ -78,6 +93,7 @@ def operators_table(ops: list[dict]) -> pd.DataFrame:
     if not ops:
         return pd.DataFrame()
     df = pd.DataFrame(ops)
-    keep = [c for c in ("step", "rank", "name", "calls", "self_cpu_us", "self_cuda_us", "cpu_total_us")
+    keep = [c for c in ("step", "rank", "name", "calls", "self_cpu_us", "self_cuda_us", "cpu_total_us",
+                        "cuda_total_us")
             if c in df]
     return df[keep]

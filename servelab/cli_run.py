@@ -192,6 +192,9 @@ def run(
     replicas: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: processes behind an HAProxy front")] = 1,
     balance: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server, replicas: leastconn or roundrobin")] = "leastconn",
     threads: Annotated[int, typer.Option(rich_help_panel="Built-in server", help="built-in server: torch threads (per replica)")] = 1,
+    device: Annotated[str, typer.Option(rich_help_panel="Built-in server", help="built-in server: cpu or cuda")] = "cpu",
+    precision: Annotated[str, typer.Option(rich_help_panel="Built-in server",
+        help="built-in server: fp32, bf16, fp16 (cuda) or int8 (cpu)")] = "fp32",
     repeat_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape", 
         help="fraction of requests repeating one of the worker's last 32 prompts")] = 0.0,
     paraphrase_rate: Annotated[float, typer.Option(rich_help_panel="Traffic shape",
@@ -271,7 +274,7 @@ def run(
                      exact_cache=exact_cache, merge_inflight=merge_inflight, semantic_cache=semantic_cache,
                      semantic_threshold=semantic_threshold, semantic_cache_size=semantic_cache_size,
                      prefix_cache=prefix_cache, prefix_block=prefix_block, prefix_cache_tokens=prefix_cache_tokens,
-                     replicas=replicas, balance=balance, threads=threads,
+                     replicas=replicas, balance=balance, threads=threads, device=device, precision=precision,
                      **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
                                         degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
     server = ServerConfig(**layers.fill(server_kw, layer["server"], given))

@@ -85,7 +85,28 @@ def summary_tables(s: dict) -> list[Table]:
         if any(stats.get(q) is not None for q in QUANTILES):
             lat.add_row(name, *(_num(stats.get(q)) for q in QUANTILES))
     view = server_table(s.get("server"))
-    return [head, lat] + ([view] if view is not None else [])
+    ops = operators_table(s.get("operators"), s.get("profiler_windows"))
+    return [head, lat] + [t for t in (view, ops) if t is not None]
+
+
+def operators_table(ops: list[dict] | None, windows: list[dict] | None = None) -> Table | None:
+    """The torch-profiler window's top operators, by self time (CUDA first where measured)."""
+    if not ops:
+        return None
+    window = ops[0].get("window_s")
+    t = Table(title="top operators (PyTorch profiler" + (f", {window:g} s window)" if window else ")"))
+    for col in ("step", "operator", "calls", "self CPU ms", "self CUDA ms"):
+        t.add_column(col, justify="left" if col == "operator" else "right")
+    for op in ops:
+        ms = [None if op.get(k) is None else op[k] / 1000 for k in ("self_cpu_us", "self_cuda_us")]
+        t.add_row(str(op.get("step")), str(op.get("name")), _num(op.get("calls"), 0), *(_num(v) for v in ms))
+    lines = [f"Chrome trace: {ops[0]['trace_path']}"] if ops[0].get("trace_path") else []
+    for w in windows or []:
+        if w.get("start_s") is not None:
+            lines.append(f"step {w['step']}: profiled {w['start_s']:.1f}-{w['end_s']:.1f} s into the step;"
+                         f" {w['requests_in_window']} requests ran under the profiler (slower)")
+    t.caption = "\n".join(lines) or None
+    return t
 
 
 def server_table(view: dict | None) -> Table | None:
@@ -115,7 +136,8 @@ def server_table(view: dict | None) -> Table | None:
     return t
 
 
-HARDWARE = [("power_w_mean", "power_w_mean"), ("j_per_output_token", "j_per_output_token"),
+HARDWARE = [("power_w_mean", "power_w_mean"), ("power_w_peak", "power_w_peak"),
+            ("j_per_output_token", "j_per_output_token"), ("tokens_per_joule", "tokens_per_joule"),
             ("gpu_s_per_1m_tokens", "gpu_s_per_1m_tokens"), ("gpu_util_pct_mean", "gpu_util_pct_mean")]
 
 
@@ -125,6 +147,8 @@ def _hardware_rows(table: Table, hw: dict | None) -> None:
     for key, name in HARDWARE:
         if hw.get(key) is not None:
             table.add_row(name, _num(hw[key], 3))
+    if hw.get("mem_used_bytes_peak") is not None:
+        table.add_row("gpu_mem_used_gib_peak", _num(hw["mem_used_bytes_peak"] / (1 << 30), 2))
     for role, pct in (hw.get("cpu_pct_mean") or {}).items():
         if pct is not None and role != "core":
             table.add_row(f"cpu_pct_mean ({role})", _num(pct, 1))

@@ -98,7 +98,9 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
     spool = runs.spool_dir(store_path, run_id, step)
     if on_progress and cfg.target == "builtin":
         n = cfg.server.replicas
-        on_progress({"note": f"starting the built-in server ({cfg.server.model} model"
+        sv = cfg.server
+        what = "calibration mode, no model" if sv.calibration else f"{sv.model} model, {sv.device} {sv.precision}"
+        on_progress({"note": f"starting the built-in server ({what}"
                              + (f", {n} replicas behind haproxy)" if n > 1 else ")")})
     with open_target(cfg) as target:
         url = target.url
@@ -108,6 +110,7 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup,
                             server_roles=target.roles())
         try:
+            probes.prepare()
             if cfg.distributed:
                 spec = Path(spool) / "spec-master.json"
                 spec.write_text(json.dumps({**base, "producer": "master", "load": load.model_dump(mode="json")}))

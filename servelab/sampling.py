@@ -1,7 +1,10 @@
 """What runs beside one step's load: the sampler process and the torch-profiler window.
 
-`StepProbes.start(loadgen_pid)` is called once the load generator is spawned; `finish()`
-after it exits (always, also on errors). Its notices are held back until the load
+`StepProbes.prepare()` runs before the load (it plans the torch window and warms the
+profiler up), `start(loadgen_pid)` once the load generator is spawned (the sampler), and
+`finish()` after it exits (always, also on errors): it stops the sampler and fetches the
+torch window's trace and operators, which the server builds only then. The window itself
+is timed from the step's t0, learnt from the load's first progress line. Its notices are held back until the load
 generator reports progress (`relay` wraps the progress callback), so a run that fails
 before any load (an unreachable target) still ends with its one error line. Every problem (no GPU, an unknown device index,
 a profiler window longer than the step, a target without the profiler endpoint) is one
@@ -17,6 +20,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -27,6 +31,7 @@ from servelab.procs import spawn, stop
 
 Progress = Callable[[dict], None]
 READY_TIMEOUT_S = 15.0
+RESULT_TIMEOUT_S = 600.0  # building a long window's operator table takes minutes on a small CPU
 
 
 def _post(url: str, body: dict, timeout_s: float = 60.0) -> dict:
@@ -37,18 +42,33 @@ def _post(url: str, body: dict, timeout_s: float = 60.0) -> dict:
 
 
 class TorchWindow:
-    """A background thread: wait `at_s`, POST /v1/profiler/start, wait `length_s`, POST stop."""
+    """A background thread: wait until `at_s` after the step's t0, POST /v1/profiler/start,
+    wait `length_s`, POST stop (deferred). `collect()`, after the load, fetches the trace and operators: making them
+    takes the server seconds of CPU, which must not land on measured requests."""
 
     def __init__(self, base_url: str, at_s: float, length_s: float, trace_dir: Path, name: str):
         self.base_url, self.at_s, self.length_s = base_url, at_s, length_s
         self.trace_dir, self.name = trace_dir, name
         self.abort = threading.Event()
-        self.result: dict | None = None
+        self.stopped: dict | None = None
         self.error: str | None = None
+        self.window_ns: tuple[int | None, int | None] = (None, None)
+        self.t0_ns: int | None = None  # the step's t0, set when the load reports progress
         self.thread = threading.Thread(target=self._run, name="servelab-torch-window", daemon=True)
 
+    def warm(self) -> str | None:
+        """Start and discard a window before the load: torch's first profiler start takes over
+        a second of the server's event loop. Returns an error text, or None."""
+        try:
+            _post(f"{self.base_url}/v1/profiler/start", {"dir": str(self.trace_dir), "name": "warmup.json"})
+            _post(f"{self.base_url}/v1/profiler/stop", {"discard": True})
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return f"the target refused the torch-profiler start ({exc})"
+        return None
+
     def _run(self) -> None:
-        if self.abort.wait(self.at_s):
+        wait_s = self.at_s - (time.perf_counter_ns() - (self.t0_ns or time.perf_counter_ns())) / 1e9
+        if self.abort.wait(max(0.0, wait_s)):
             self.error = "the step ended before the torch-profiler window began"
             return
         try:
@@ -56,11 +76,25 @@ class TorchWindow:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             self.error = f"the target refused the torch-profiler start ({exc})"
             return
+        started = time.perf_counter_ns()  # the requests' clock (CLOCK_MONOTONIC)
         self.abort.wait(self.length_s)
         try:
-            self.result = _post(f"{self.base_url}/v1/profiler/stop", {})
+            self.stopped = _post(f"{self.base_url}/v1/profiler/stop", {"defer": True})
         except (urllib.error.URLError, OSError, ValueError) as exc:
             self.error = f"the torch-profiler stop failed ({exc})"
+        self.window_ns = (started, time.perf_counter_ns())
+
+    def collect(self) -> dict | None:
+        """The window's result (trace_path, window_s, operators) once the thread is done."""
+        if self.error or not self.stopped:
+            return None
+        if not self.stopped.get("pending"):
+            return self.stopped  # a target that made the result at stop
+        try:
+            return _post(f"{self.base_url}/v1/profiler/result", {}, timeout_s=RESULT_TIMEOUT_S)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            self.error = f"the torch-profiler result failed ({exc})"
+            return None
 
 
 class StepProbes:
@@ -92,6 +126,7 @@ class StepProbes:
             held, self.pending = self.pending, None
             for text in held:
                 self.note(text)
+        self._begin_window(msg)
         if self.on_progress:
             self.on_progress(msg)
 
@@ -100,7 +135,6 @@ class StepProbes:
             self._start_sampler(loadgen_pid)
         else:
             self.note("sampling off (profile.enabled is false)")
-        self._start_window()
 
     def _start_sampler(self, loadgen_pid: int | None) -> None:
         pids = {k: v for k, v in (("server", self.server_pid), ("loadgen", loadgen_pid)) if v}
@@ -129,20 +163,43 @@ class StepProbes:
             elif msg.get("event") == "ready":
                 return
 
-    def _start_window(self) -> None:
+    def _window_plan(self) -> tuple[float, float] | None:
+        """(at_s, length_s) of the torch window, counted from the step's t0; None (with a
+        notice) when none is asked for or it does not fit in the step."""
         length, at = self.cfg.torch_profile_s, self.cfg.torch_profile_at_s
         at = self.warmup_s if at is None else at  # steady state begins after the warm-up
         if length is None:
-            return
+            return None
         if at + length > self.duration_s:
             self.note(f"torch-profiler window ({length:g} s at {at:g} s) is longer than the step"
                       f" ({self.duration_s:g} s): no torch profile for this step")
+            return None
+        return at, length
+
+    def prepare(self) -> None:
+        """Before the load starts: plan the torch window and warm the profiler up (torch's
+        first start holds the server's event loop for over a second)."""
+        plan = self._window_plan()
+        if plan is None:
             return
         from store.profiles import trace_path
 
         dest = trace_path(self.store_path, self.run_id, self.step)
-        self.window = TorchWindow(self.url, at, length, dest.parent, dest.name)
-        self.window.thread.start()
+        window = TorchWindow(self.url, *plan, dest.parent, dest.name)
+        problem = window.warm()
+        if problem:
+            self.note(f"{problem}: no torch profile for step {self.step}")
+            return
+        self.window = window
+
+    def _begin_window(self, msg: dict) -> None:
+        """At the load's first progress line, time the window from the step's t0."""
+        w = self.window
+        if w is None or w.thread.is_alive() or w.t0_ns is not None or "progress" not in msg:
+            return
+        elapsed = float(msg["progress"].get("elapsed_s") or 0.0)
+        w.t0_ns = time.perf_counter_ns() - round(elapsed * 1e9)
+        w.thread.start()
 
     def finish(self) -> None:
         """Stop the sampler (SIGTERM) and collect and store the torch window's result."""
@@ -152,13 +209,19 @@ class StepProbes:
         if w is None:
             return
         w.abort.set()
+        if w.t0_ns is None:  # the load never reported progress: the window never began
+            self.note(f"no torch profile for step {self.step}: the step ended before its window began")
+            return
         w.thread.join(120)
-        if w.error or not w.result:
+        if w.stopped and w.stopped.get("pending"):
+            self.note("torch profile: building the trace and operator table on the server...")
+        result = w.collect()
+        if w.error or not result:
             self.note(f"no torch profile for step {self.step}: {w.error or 'no result'}")
             return
-        self._save(w.result, Path(w.trace_dir) / w.name)
+        self._save(result, Path(w.trace_dir) / w.name, w.window_ns)
 
-    def _save(self, result: dict, dest: Path) -> None:
+    def _save(self, result: dict, dest: Path, window_ns: tuple[int | None, int | None]) -> None:
         from store.profiles import save_operators
 
         src = Path(str(result.get("trace_path") or ""))
@@ -168,7 +231,7 @@ class StepProbes:
         if kept is None:
             self.note(f"the torch trace stays on the target at {src}")
         n = save_operators(self.store_path, self.run_id, self.step, result.get("operators") or [],
-                           kept or str(src), result.get("window_s"))
+                           kept or str(src), result.get("window_s"), window_ns)
         self.note(f"torch profile: {n} top operators stored; trace {kept or src}")
 
 

@@ -2,7 +2,7 @@
 
 Routes: POST /v1/completions, POST /v1/chat/completions (streaming and not),
 GET /v1/models, GET /health, GET /metrics, the torch-profiler window
-(POST /v1/profiler/start, /v1/profiler/stop: serving/profiler.py) and async jobs
+(POST /v1/profiler/start, /stop, /result: serving/profiler.py) and async jobs
 (POST /v1/jobs, GET/DELETE /v1/jobs/{id}: serving/jobs.py). Request bodies and headers are never logged.
 """
 

@@ -17,7 +17,7 @@ from store.ingest import SAMPLE_COLUMNS
 from store.schema import connect_read, connect_write
 
 OPERATOR_COLUMNS = ("rank", "name", "calls", "self_cpu_us", "self_cuda_us", "cpu_total_us",
-                    "cuda_total_us", "window_s", "trace_path")
+                    "cuda_total_us", "window_s", "trace_path", "window_start_ns", "window_end_ns")
 
 
 def traces_dir(path: str | Path) -> Path:
@@ -33,17 +33,20 @@ def trace_path(path: str | Path, run_id: str, step: int) -> Path:
 
 
 def save_operators(path: str | Path, run_id: str, step: int, operators: list[dict[str, Any]],
-                   trace: str | None, window_s: float | None) -> int:
-    """Replace the step's operator rows (rank = list order, from 1); returns the row count."""
+                   trace: str | None, window_s: float | None,
+                   window_ns: tuple[int | None, int | None] = (None, None)) -> int:
+    """Replace the step's operator rows (rank = list order, from 1); returns the row count.
+    window_ns: when the window ran, on the requests' clock (start, end)."""
     rows = [[run_id, int(step), rank, str(op.get("name")), op.get("calls"), op.get("self_cpu_us"),
-             op.get("self_cuda_us"), op.get("cpu_total_us"), op.get("cuda_total_us"), window_s, trace]
-            for rank, op in enumerate(operators, start=1)]
+             op.get("self_cuda_us"), op.get("cpu_total_us"), op.get("cuda_total_us"), window_s, trace,
+             *window_ns] for rank, op in enumerate(operators, start=1)]
     with connect_write(path) as con:
         con.begin()
         con.execute("DELETE FROM operators WHERE run_id = ? AND step = ?", [run_id, int(step)])
         if rows:
+            marks = ", ".join("?" * (2 + len(OPERATOR_COLUMNS)))
             con.executemany("INSERT INTO operators (run_id, step, " + ", ".join(OPERATOR_COLUMNS) + ")"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                            f" VALUES ({marks})", rows)
         con.commit()
     return len(rows)
 

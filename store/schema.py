@@ -79,8 +79,15 @@ def _m004_client_stall(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE steps ADD COLUMN client_stall_max_ms DOUBLE")
 
 
+def _m005_profiler_window(con: duckdb.DuckDBPyConnection) -> None:
+    """When the torch-profiler window ran (the requests' clock, CLOCK_MONOTONIC ns): from the
+    start's reply to the stop's reply, so the requests it slowed can be told apart."""
+    con.execute("ALTER TABLE operators ADD COLUMN window_start_ns BIGINT")
+    con.execute("ALTER TABLE operators ADD COLUMN window_end_ns BIGINT")
+
+
 # Append only; never edit or reorder a migration that has shipped.
-MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check, _m004_client_stall]
+MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check, _m004_client_stall, _m005_profiler_window]
 
 
 def utcnow() -> datetime:

@@ -168,6 +168,11 @@ def add_hardware_run(path: Path, run_id: str = HARDWARE_RUN, seed: int = 3) -> N
         clocks[i % 2] = rec["t_last_ns"]
         records.append(rec)
     _record_run(path, run_id, cfg, records, t_start, gpu_samples(t_start, 6.0))
+    from store.profiles import save_operators
+
+    ops = [{"name": "aten::mm", "calls": 120, "self_cpu_us": 900.0, "self_cuda_us": 4200.0},
+           {"name": "aten::softmax", "calls": 40, "self_cpu_us": 300.0, "self_cuda_us": 800.0}]
+    save_operators(path, run_id, 0, ops, None, 2.0, (t_start + 2 * S, t_start + 4 * S))
 
 
 def build_store(path: str | Path) -> Path:

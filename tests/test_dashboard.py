@@ -329,3 +329,11 @@ def test_run_page_shows_hardware_figures_chart_and_the_simulated_warning(monkeyp
     figs = charts(at)
     names = {t.get("name") for t in figs[-1]["data"]}
     assert {"GPU util %", "server CPU %", "GPU power (W)", "TTFT (ms)"} <= names
+    # The torch-profiler window is shaded over its span, and its operators listed.
+    shades = [sh for sh in figs[-1]["layout"]["shapes"] if sh.get("type") == "rect"]
+    assert len({(sh["x0"], sh["x1"]) for sh in shades}) == 1  # one span, over both panels
+    shade = shades[0]
+    t0 = float(queries.get_requests(path, fx.HARDWARE_RUN)["t_send_ns"].min())
+    assert abs(shade["x0"] - ((fx.T0 + 122 * fx.S) - t0) / 1e9) < 1e-6 and shade["x1"] - shade["x0"] == 2.0
+    assert "Top operators (PyTorch profiler window)" in [s.value for s in at.subheader]
+    assert list(at.dataframe[-1].value["name"]) == ["aten::mm", "aten::softmax"]

@@ -66,3 +66,29 @@ def test_sampler_process_writes_nvml_rows(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "sp" / "samples-gpu.jsonl").read_text().splitlines()]
     assert len(rows) >= 15 and {r["source"] for r in rows} == {"nvml"}
     assert sum(r["energy_j"] is not None for r in rows) >= 2  # the counter is read once a second
+
+
+def test_builtin_server_on_cuda_under_load_gives_real_energy_and_cuda_operators(tmp_path):
+    """The whole real path: the server on cuda, NVML sampling, the torch window with CUDA time."""
+    _gpus()
+    import torch
+
+    from servelab.config import LoadConfig, RunConfig, SamplerConfig, ServerConfig
+    from servelab.results import run_summary
+    from servelab.runner import execute_run
+
+    if not torch.cuda.is_available():
+        pytest.skip("NVML sees a GPU but this torch build has no CUDA")
+    store = str(tmp_path / "s.duckdb")
+    cfg = RunConfig(target="builtin",
+                    server=ServerConfig(model="small", device="cuda", precision="bf16", batching="continuous",
+                                        max_batch_size=8),
+                    load=LoadConfig(users=8, duration_s=12.0, max_tokens=64, prompt_tokens=128),
+                    profile=SamplerConfig(gpu="nvml", torch_profile_s=2.0))
+    summary = run_summary(store, execute_run(cfg, store))
+    hw = summary["hardware"]
+    assert summary["errors"] == 0 and hw["sample_source"] == "nvml"
+    assert hw["power_w_mean"] > 0 and hw["mem_used_bytes_peak"] > 0
+    if hw["energy_j"] is not None:  # GPUs without the energy counter leave it null
+        assert hw["j_per_output_token"] > 0
+    assert any((op["self_cuda_us"] or 0) > 0 for op in summary["operators"])

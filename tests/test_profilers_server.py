@@ -36,6 +36,26 @@ def test_profiler_endpoint_returns_operators_and_writes_a_trace(tmp_path):
     assert ops == sorted(ops, key=lambda o: (o["self_cuda_us"], o["self_cpu_us"]), reverse=True)
 
 
+def test_a_deferred_stop_returns_at_once_and_the_result_comes_later(tmp_path):
+    with launch(TINY, timeout_s=60) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+        assert c.post("/v1/profiler/result").json()["error"]["code"] == "profiler_idle"
+        c.post("/v1/profiler/start", json={"dir": str(tmp_path), "name": "warm.json"})
+        assert c.post("/v1/profiler/stop", json={"discard": True}).json()["status"] == "discarded"
+        assert not (tmp_path / "warm.json").exists()
+        c.post("/v1/profiler/start", json={"dir": str(tmp_path), "name": "d.json"})
+        assert c.post("/v1/completions", json={"prompt": "hi", "max_tokens": 8}).status_code == 200
+        stopped = c.post("/v1/profiler/stop", json={"defer": True}).json()
+        assert stopped["pending"] is True and "operators" not in stopped and stopped["window_s"] > 0
+        assert not (tmp_path / "d.json").exists()  # nothing built yet
+        busy = c.post("/v1/profiler/start", json={"dir": str(tmp_path)})
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "profiler_pending"
+        assert c.post("/v1/profiler/stop", content=b"{not json").status_code == 400
+        out = c.post("/v1/profiler/result").json()
+        assert out["window_s"] == stopped["window_s"] and (tmp_path / "d.json").stat().st_size > 0
+        assert any(op["name"] == "aten::mm" for op in out["operators"])
+        assert c.post("/v1/profiler/result").status_code == 409  # handed out once
+
+
 def _run(tmp_path, duration_s: float, profile: SamplerConfig) -> tuple[str, str, list[str]]:
     store = str(tmp_path / "s.duckdb")
     cfg = RunConfig(target="builtin", server=TINY, profile=profile,
@@ -58,6 +78,11 @@ def test_run_with_simulated_gpu_and_torch_window(tmp_path):
     hw = summary["steps"][0]["hardware"]
     assert summary["status"] == "completed" and hw["sample_source"] == "simulated"
     assert hw["j_per_output_token"] > 0 and hw["cpu_pct_mean"]["server"] is not None
+    # The window is timed from the step's t0, and the requests it slowed are counted.
+    (window,) = summary["profiler_windows"]
+    assert 0.9 < window["start_s"] < 1.5 and window["end_s"] > window["start_s"] + 0.9
+    assert window["requests_in_window"] >= 1
+    assert summary["operators"][0]["name"] == ops[0]["name"] and len(summary["operators"]) <= 10
     assert hw["cpu_pct_mean"]["loadgen"] is not None
 
 

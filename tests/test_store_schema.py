@@ -47,7 +47,7 @@ EXPECTED = {
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("rank", "INTEGER"), ("name", "VARCHAR"),
         ("calls", "BIGINT"), ("self_cpu_us", "DOUBLE"), ("self_cuda_us", "DOUBLE"),
         ("cpu_total_us", "DOUBLE"), ("cuda_total_us", "DOUBLE"), ("window_s", "DOUBLE"),
-        ("trace_path", "VARCHAR"),
+        ("trace_path", "VARCHAR"), ("window_start_ns", "BIGINT"), ("window_end_ns", "BIGINT"),
     ],
     "_migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
 }

@@ -157,8 +157,11 @@ else:
             col.metric(label, value)
     if not frame.empty:
         t0 = float(requests["t_send_ns"].dropna().min())
-        st.plotly_chart(hardware_views.over_time(frame, samples, t0), width="stretch")
-        st.caption("Over the steady window and outside it; host CPU per process is % of one core.")
+        spans = hardware_views.profiler_spans(operators, t0)
+        st.plotly_chart(hardware_views.over_time(frame, samples, t0, spans), width="stretch")
+        st.caption("Over the steady window and outside it; host CPU per process is % of one core."
+                   + (" Shaded: the PyTorch profiler window, whose requests ran under the profiler"
+                      " (slower)." if spans else ""))
 ops = hardware_views.operators_table(operators)
 if not ops.empty:
     st.subheader("Top operators (PyTorch profiler window)")
