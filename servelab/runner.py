@@ -106,9 +106,13 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         url = target.url
         base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
                 "spool_dir": str(spool), "api_key_env": load.api_key_env}
-        probes = StepProbes(cfg.profile, store_path, run_id, step, spool, url, target.pid,
+        # With replicas the window is on replica 0 itself: through the balancer, its start
+        # and stop could land on different replicas.
+        profile_url = target.backends[0] if target.backends else url
+        probes = StepProbes(cfg.profile, store_path, run_id, step, spool, profile_url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup,
                             server_roles=target.roles())
+        results = None
         try:
             probes.prepare()
             if cfg.distributed:
@@ -123,7 +127,9 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
                 results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start,
                                       env=cfg.server.child_env(os.environ))
         finally:
-            probes.finish()
+            # Only a load that ended by itself gets its torch profile built (seconds of the
+            # server's time): after Ctrl-C or a crash the user is not kept waiting for it.
+            probes.finish(collect=results is not None)
     return _step_status(results, url)
 
 

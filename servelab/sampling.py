@@ -191,18 +191,24 @@ class StepProbes:
             self.note(f"{problem}: no torch profile for step {self.step}")
             return
         self.window = window
+        if len(self.server_roles) > 1:
+            self.note(f"torch profile: replica 0 only ({self.url})")
 
     def _begin_window(self, msg: dict) -> None:
-        """At the load's first progress line, time the window from the step's t0."""
+        """At the first progress line of a started step (a Locust master reports elapsed 0
+        while its workers connect), time the window from the step's t0."""
         w = self.window
-        if w is None or w.thread.is_alive() or w.t0_ns is not None or "progress" not in msg:
+        if w is None or w.t0_ns is not None or not isinstance(msg.get("progress"), dict):
             return
         elapsed = float(msg["progress"].get("elapsed_s") or 0.0)
+        if elapsed <= 0:
+            return
         w.t0_ns = time.perf_counter_ns() - round(elapsed * 1e9)
         w.thread.start()
 
-    def finish(self) -> None:
-        """Stop the sampler (SIGTERM) and collect and store the torch window's result."""
+    def finish(self, collect: bool = True) -> None:
+        """Stop the sampler (SIGTERM) and, unless `collect` is False (the load did not end by
+        itself), fetch and store the torch window's result."""
         if self.proc is not None:
             stop(self.proc, timeout_s=10)
         w = self.window
@@ -213,6 +219,9 @@ class StepProbes:
             self.note(f"no torch profile for step {self.step}: the step ended before its window began")
             return
         w.thread.join(120)
+        if not collect:
+            self.note(f"no torch profile for step {self.step}: the load did not finish")
+            return
         if w.stopped and w.stopped.get("pending"):
             self.note("torch profile: building the trace and operator table on the server...")
         result = w.collect()
@@ -232,6 +241,9 @@ class StepProbes:
             self.note(f"the torch trace stays on the target at {src}")
         n = save_operators(self.store_path, self.run_id, self.step, result.get("operators") or [],
                            kept or str(src), result.get("window_s"), window_ns)
+        if n == 0:
+            self.note(f"torch profile of step {self.step}: the window recorded no operators (an idle server?)")
+            return
         self.note(f"torch profile: {n} top operators stored; trace {kept or src}")
 
 

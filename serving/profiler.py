@@ -65,7 +65,8 @@ def top_operators(prof: Any, n: int) -> list[dict[str, Any]]:
 
 
 class ProfilerWindow:
-    """At most one torch-profiler window at a time (running, or stopped awaiting /result)."""
+    """At most one torch-profiler window at a time; a stopped one awaits /result until the
+    next start (a client that stopped without fetching, e.g. an interrupted run, abandoned it)."""
 
     def __init__(self, top_n: int = 20):
         self.top_n = top_n
@@ -77,9 +78,7 @@ class ProfilerWindow:
     def start(self, directory: str | None, name: str | None) -> dict[str, Any]:
         if self.prof is not None:
             raise ApiError(409, "a profiler window is already running", code="profiler_busy")
-        if self.pending is not None:
-            raise ApiError(409, "a stopped profiler window awaits POST /v1/profiler/result",
-                           code="profiler_pending")
+        self.pending = None  # a stopped window whose result nobody fetched was abandoned
         folder = Path(directory) if directory else DEFAULT_DIR
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / Path(name or f"trace-{time.time_ns()}.json").name

@@ -94,7 +94,9 @@ def test_the_window_is_timed_from_the_steps_t0_and_its_result_fetched_after_the_
             ("/v1/profiler/start", {"dir": str(tmp_path / "s.duckdb.traces"), "name": "warmup.json"}),
             ("/v1/profiler/stop", {"discard": True})]
         p.start(None)
-        time.sleep(0.2)
+        p.relay({"progress": {"elapsed_s": 0.0}})  # a Locust master while its workers connect
+        time.sleep(0.6)
+        assert len(_FakeProfiler.calls) == 2  # not yet: the step has not started
         now = time.perf_counter_ns()
         p.relay({"progress": {"elapsed_s": 0.2}})  # so the step's t0 was ~0.2 s ago
         time.sleep(1.0)

@@ -129,10 +129,13 @@ def test_run_with_replicas_stores_the_knob_and_samples_every_replica(cli, tmp_pa
     store = str(tmp_path / "s.duckdb")
     r = cli("run", "--target", "builtin", "--model", "tiny", "--replicas", "2", "--balance", "roundrobin",
             "--users", "2", "--duration", "4", "--max-tokens", "8", "--prompt-tokens", "16",
-            "--api", "job", "--store", store, "--json", timeout=180)
+            "--api", "job", "--torch-profile", "1", "--store", store, "--json", timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     assert summary["status"] == "completed" and summary["errors"] == 0 and summary["requests"] > 0
+    # The profiler window goes to replica 0 directly: through the balancer its start and
+    # stop could reach different replicas (a 409, and a profiler left running).
+    assert "torch profile: replica 0 only" in r.stderr and summary["operators"], r.stderr[-2000:]
     with duckdb.connect(store, read_only=True) as db:
         config = json.loads(db.execute("select config from runs").fetchone()[0])
         roles = {row[0] for row in db.execute("select distinct role from samples").fetchall()}
