@@ -181,14 +181,20 @@ def histogram(values: np.ndarray | pd.Series, x_title: str, p50: float | None, p
     return _layout(fig, x_title, "requests" if "TTFT" in x_title else "gaps", showlegend=False)
 
 
-def latency_over_time(frame: pd.DataFrame, windows_s: list[tuple[float, float]]) -> go.Figure:
+PROFILER_COLOR = "rgba(255,165,0,0.18)"
+
+
+def latency_over_time(frame: pd.DataFrame, windows_s: list[tuple[float, float]],
+                      profiled: list[tuple[float, float]] | None = None) -> go.Figure:
     """TTFT and E2E of each ok request by send time, failures as red crosses on the x axis,
-    the steady (measured) windows shaded."""
+    the steady (measured) windows shaded, and the torch-profiler windows (`profiled`)."""
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     fig = go.Figure()
     for start, end in windows_s:
         fig.add_vrect(x0=start, x1=end, fillcolor=WINDOW_COLOR, line_width=0, layer="below")
+    for start, end in profiled or []:
+        fig.add_vrect(x0=start, x1=end, fillcolor=PROFILER_COLOR, line_width=0, layer="below")
     fig.add_trace(go.Scatter(x=ok["t_s"], y=ok["e2e_ms"], mode="markers", name="E2E",
                              marker=dict(color=E2E_COLOR, size=6),
                              hovertemplate="t=%{x:.2f} s<br>E2E %{y:.1f} ms<extra></extra>"))
@@ -204,6 +210,9 @@ def latency_over_time(frame: pd.DataFrame, windows_s: list[tuple[float, float]])
     if windows_s:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="steady window (measured)",
                                  marker=dict(color="rgba(44,160,44,0.3)", symbol="square", size=12)))
+    if profiled:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="torch profiler on (slower)",
+                                 marker=dict(color="rgba(255,165,0,0.5)", symbol="square", size=12)))
     return _layout(fig, "time since the first request was sent (s)", "latency (ms)", showlegend=True)
 
 

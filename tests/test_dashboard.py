@@ -336,4 +336,7 @@ def test_run_page_shows_hardware_figures_chart_and_the_simulated_warning(monkeyp
     t0 = float(queries.get_requests(path, fx.HARDWARE_RUN)["t_send_ns"].min())
     assert abs(shade["x0"] - ((fx.T0 + 122 * fx.S) - t0) / 1e9) < 1e-6 and shade["x1"] - shade["x0"] == 2.0
     assert "Top operators (PyTorch profiler window)" in [s.value for s in at.subheader]
+    (over_time,) = [f for f in figs if any(t.get("name") == "steady window (measured)" for t in f["data"])]
+    assert "torch profiler on (slower)" in {t.get("name") for t in over_time["data"]}
+    assert any(sh["x0"] == shade["x0"] and sh["x1"] == shade["x1"] for sh in over_time["layout"]["shapes"])
     assert list(at.dataframe[-1].value["name"]) == ["aten::mm", "aten::softmax"]

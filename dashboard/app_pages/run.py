@@ -129,7 +129,10 @@ st.subheader("Latency over time")
 if frame.empty:
     st.info("No requests recorded.")
 else:
-    st.plotly_chart(views.latency_over_time(frame, views.windows_s(summary, requests)), width="stretch")
+    first_send = float(requests["t_send_ns"].dropna().min())
+    st.plotly_chart(views.latency_over_time(frame, views.windows_s(summary, requests),
+                                            hardware_views.profiler_spans(operators, first_send)),
+                    width="stretch")
 
 errors = views.errors_table(requests)
 if not errors.empty:
