@@ -106,7 +106,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server (cpu)")
-    p.add_argument("--gpu", default="auto", help="GPU sampling: auto (NVML, else simulated here), nvml, simulated")
+    p.add_argument("--gpu", default="auto", choices=["auto", "simulated", "off"],
+                   help="GPU sampling: auto (NVML; the simulated device where there is no GPU), simulated, off")
     p.add_argument("--top", type=int, default=8, help="operators shown per batch size")
     p.add_argument("--store", default=None, help="keep the runs in this store (default: a temporary one)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")

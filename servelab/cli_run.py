@@ -205,6 +205,9 @@ def run(
         help="seconds of PyTorch profiler window on the built-in server, after warm-up")] = None,
     gpu_devices: Annotated[str | None, typer.Option(rich_help_panel="Profilers", 
         help="GPU indices to sample, e.g. 0,1 (default: all)")] = None,
+    gpu_hz: Annotated[float, typer.Option(rich_help_panel="Profilers",
+        help="GPU samples per second (NVML refreshes power about every 100 ms)")] = 10.0,
+    host_hz: Annotated[float, typer.Option(rich_help_panel="Profilers", help="host (CPU, RSS) samples per second")] = 2.0,
     workers: Annotated[int, typer.Option(rich_help_panel="Load", help="load-generator processes, each sending its shard")] = 1,
     tier_mix: Annotated[str | None, typer.Option(rich_help_panel="Load",
         help='share of requests per tier, e.g. "high:0.2,low:0.8"; keys from SERVELAB_API_KEYS')] = None,
@@ -278,7 +281,8 @@ def run(
                      **admission_fields(tiers, default_tier, max_queue, overload, degrade_queue,
                                         degrade_max_tokens, degrade_model, reserved_rows, api_keys_file))
     server = ServerConfig(**layers.fill(server_kw, layer["server"], given))
-    profile_kw = dict(gpu=gpu_sampling, torch_profile_s=torch_profile, device_indices=parse_indices(gpu_devices))
+    profile_kw = dict(gpu=gpu_sampling, torch_profile_s=torch_profile, device_indices=parse_indices(gpu_devices),
+                      gpu_hz=gpu_hz, host_hz=host_hz)
     profile = SamplerConfig(**layers.fill(profile_kw, layer["profile"], given, PROFILE_FLAGS))
     top = layers.fill(dict(target=target, label=label, slo=slo, workers=workers, locust_master=locust_master,
                            remote_workers=remote_workers, master_bind=master_bind), layer["run"], given)

@@ -84,7 +84,7 @@ def test_builtin_server_on_cuda_under_load_gives_real_energy_and_cuda_operators(
                     server=ServerConfig(model="small", device="cuda", precision="bf16", batching="continuous",
                                         max_batch_size=8),
                     load=LoadConfig(users=8, duration_s=12.0, max_tokens=64, prompt_tokens=128),
-                    profile=SamplerConfig(gpu="nvml", torch_profile_s=2.0))
+                    profile=SamplerConfig(gpu="auto", torch_profile_s=2.0))
     summary = run_summary(store, execute_run(cfg, store))
     hw = summary["hardware"]
     assert summary["errors"] == 0 and hw["sample_source"] == "nvml"
