@@ -94,9 +94,12 @@ def operators_table(ops: list[dict] | None, windows: list[dict] | None = None) -
     if not ops:
         return None
     window = ops[0].get("window_s")
-    t = Table(title="top operators (PyTorch profiler" + (f", {window:g} s window)" if window else ")"))
+    t = Table(title="top operators (PyTorch profiler" + (f", {window:.2f} s window)" if window else ")"))
     for col in ("step", "operator", "calls", "self CPU ms", "self CUDA ms"):
-        t.add_column(col, justify="left" if col == "operator" else "right")
+        if col == "operator":
+            t.add_column(col, overflow="fold")  # names are long (aten::_scaled_dot_product_...)
+        else:
+            t.add_column(col, justify="right", no_wrap=True)
     for op in ops:
         ms = [None if op.get(k) is None else op[k] / 1000 for k in ("self_cpu_us", "self_cuda_us")]
         t.add_row(str(op.get("step")), str(op.get("name")), _num(op.get("calls"), 0), *(_num(v) for v in ms))
