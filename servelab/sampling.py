@@ -4,11 +4,13 @@
 profiler up), `start(loadgen_pid)` once the load generator is spawned (the sampler), and
 `finish()` after it exits (always, also on errors): it stops the sampler and fetches the
 torch window's trace and operators, which the server builds only then. The window itself
-is timed from the step's t0, learnt from the load's first progress line. Its notices are held back until the load
-generator reports progress (`relay` wraps the progress callback), so a run that fails
-before any load (an unreachable target) still ends with its one error line. Every problem (no GPU, an unknown device index,
-a profiler window longer than the step, a target without the profiler endpoint) is one
-notice through `on_progress({"note": ...})` and the run goes on without that probe.
+is timed from the step's t0, learnt from the first progress line of the started step.
+
+Notices are held back until the load generator reports progress (`relay` wraps the
+progress callback), so a run that fails before any load (an unreachable target) still
+ends with its one error line. Every problem (no GPU, an unknown device index, a profiler
+window longer than the step, a target without the profiler endpoint) is one notice
+through `on_progress({"note": ...})` and the run goes on without that probe.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def _post(url: str, body: dict, timeout_s: float = 60.0) -> dict:
 
 class TorchWindow:
     """A background thread: wait until `at_s` after the step's t0, POST /v1/profiler/start,
-    wait `length_s`, POST stop (deferred). `collect()`, after the load, fetches the trace and operators: making them
-    takes the server seconds of CPU, which must not land on measured requests."""
+    wait `length_s`, POST stop (deferred). `collect()`, after the load, fetches the trace
+    and operators: making them takes the server seconds of CPU, which must not land on
+    measured requests."""
 
     def __init__(self, base_url: str, at_s: float, length_s: float, trace_dir: Path, name: str):
         self.base_url, self.at_s, self.length_s = base_url, at_s, length_s
