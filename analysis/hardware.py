@@ -155,6 +155,17 @@ def run_hardware(parts: list[tuple[dict[str, Any] | None, float | None, float | 
     }
 
 
+def window_spans_ns(operators: Sequence[Mapping[str, Any]]) -> dict[int, tuple[int, int]]:
+    """step -> (window_start_ns, window_end_ns) of its torch-profiler window, by step; steps
+    whose rows carry no span (stored before the span was recorded) are left out."""
+    spans: dict[int, tuple[int, int]] = {}
+    for op in operators or []:
+        a, b = op.get("window_start_ns"), op.get("window_end_ns")
+        if a is not None and b is not None and not pd.isna(a) and not pd.isna(b):
+            spans.setdefault(int(op["step"]), (int(a), int(b)))
+    return dict(sorted(spans.items()))
+
+
 def profiler_windows(operators: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]],
                      requests: pd.DataFrame | None) -> list[dict[str, Any]]:
     """Each profiled step's torch-profiler window, seconds from the step's start, and how many
@@ -164,13 +175,8 @@ def profiler_windows(operators: Sequence[Mapping[str, Any]], steps: Sequence[Map
     rows with `step`, `t_start_ns`; requests: `step`, `t_send_ns`, `t_last_ns`.
     """
     starts = {int(s["step"]): s.get("t_start_ns") for s in steps}
-    seen: dict[int, tuple[int, int]] = {}
-    for op in operators:
-        a, b = op.get("window_start_ns"), op.get("window_end_ns")
-        if a is not None and b is not None and not pd.isna(a) and not pd.isna(b):
-            seen.setdefault(int(op["step"]), (int(a), int(b)))
     out = []
-    for step, (a, b) in sorted(seen.items()):
+    for step, (a, b) in window_spans_ns(operators).items():
         t0 = starts.get(step)
         n = None
         if requests is not None and len(requests) and {"t_send_ns", "t_last_ns"} <= set(requests):

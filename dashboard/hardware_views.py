@@ -11,6 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.hardware import window_spans_ns
+
 TILES = [  # (summary key, label, format, scale)
     ("power_w_mean", "mean power (W)", "{:.0f}", 1),
     ("power_w_peak", "peak power (W)", "{:.0f}", 1),
@@ -50,12 +52,7 @@ def _series(samples: pd.DataFrame, role: str, col: str, t0_ns: float) -> tuple[n
 
 def profiler_spans(ops: list[dict], t0_ns: float) -> list[tuple[float, float]]:
     """(start, end) seconds after t0 of each step's torch-profiler window."""
-    spans = {}
-    for op in ops or []:
-        a, b = op.get("window_start_ns"), op.get("window_end_ns")
-        if a is not None and b is not None and not (pd.isna(a) or pd.isna(b)):
-            spans.setdefault(op.get("step"), ((float(a) - t0_ns) / 1e9, (float(b) - t0_ns) / 1e9))
-    return list(spans.values())
+    return [((a - t0_ns) / 1e9, (b - t0_ns) / 1e9) for a, b in window_spans_ns(ops).values()]
 
 
 def over_time(frame: pd.DataFrame, samples: pd.DataFrame, t0_ns: float,
