@@ -50,7 +50,7 @@ def export_runs(store: str | Path, run_ids: list[str] | None, out: str | Path) -
     with connect_read(store) as con:
         known = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY created_at, run_id").fetchall()]
         ids = known if run_ids is None else list(dict.fromkeys(run_ids))
-        missing = [i for i in ids if i not in set(known)]
+        missing = [i for i in ids if i not in known]
         if missing:
             raise StoreError(f"no run {missing[0]} in {store}")
         if not ids:
@@ -130,6 +130,10 @@ def import_runs(store: str | Path, folder: str | Path, replace: bool = False) ->
             raise StoreError(f"cannot read {files['runs']}: {str(exc).splitlines()[0]}") from None
         present = {r[0] for r in con.execute(f"SELECT run_id FROM runs WHERE run_id IN ({_sql_list(ids)})")
                    .fetchall()} if ids else set()
+        try:
+            inserts = {t: _insert_sql(con, t, files[t], traces_dir) for t in TABLES}  # checks the columns once
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot read {folder}: {str(exc).splitlines()[0]}") from None
         for run_id in ids:
             if run_id in present and not replace:
                 skipped.append(run_id)
@@ -139,11 +143,8 @@ def import_runs(store: str | Path, folder: str | Path, replace: bool = False) ->
                 for table in TABLES:
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
                 for table in TABLES:
-                    _insert(con, table, files[table], run_id, traces_dir)
+                    con.execute(inserts[table], [run_id])
                 con.commit()
-            except StoreError:
-                con.rollback()
-                raise
             except duckdb.Error as exc:
                 con.rollback()
                 raise StoreError(f"cannot import run {run_id} from {folder}: {str(exc).splitlines()[0]}") from None
@@ -152,9 +153,10 @@ def import_runs(store: str | Path, folder: str | Path, replace: bool = False) ->
     return {"imported": imported, "skipped": skipped, "runs": len(ids)}
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, file: str, run_id: str, traces_dir: Path) -> None:
-    """Insert the run's rows by column name: columns this store lacks are an error, columns the
-    export lacks stay null; a trace path is pointed at this store's traces folder."""
+def _insert_sql(con: duckdb.DuckDBPyConnection, table: str, file: str, traces_dir: Path) -> str:
+    """INSERT of one run's rows (parameter: run_id) by column name: columns this store lacks
+    are an error, columns the export lacks stay null; a trace path is pointed at this store's
+    traces folder."""
     mine = _columns(con, table)
     theirs = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{file}')").fetchall()]
     extra = [c for c in theirs if c not in mine]
@@ -162,8 +164,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, file: str, run_id: str, 
         raise StoreError(f"{file}: column {extra[0]} is unknown to this servelab; upgrade to import it")
     cols = [c for c in mine if c in theirs]
     select = ", ".join(_trace_expr(traces_dir) if (table, c) == ("operators", "trace_path") else c for c in cols)
-    con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM read_parquet('{file}')"
-                " WHERE run_id = ?", [run_id])
+    return f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM read_parquet('{file}') WHERE run_id = ?"
 
 
 def _trace_expr(traces_dir: Path) -> str:
