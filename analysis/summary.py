@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis import hardware as hw
 from analysis import throughput as tp
+from analysis.segments import segment_rows
 from analysis import window as win
 from analysis.records import field
 from analysis.server_view import server_view
@@ -96,6 +97,17 @@ def _requested_rate(views: list[StepView]) -> float | None:
     return sum(r * s for r, s in pairs) / total
 
 
+def _offered_rate(views: list[StepView], measured: np.ndarray, seconds: float | None) -> float | None:
+    """Open loop: the arrivals the schedule offered inside the windows, per second (any
+    outcome, sent late or not); None for closed loop, where the load is the users.
+
+    Formula: offered_rate = #(requests with t_sched in window) / window_s
+    """
+    if not views or any(field(v.step, "mode") != "open" for v in views):
+        return None
+    return tp.achieved_rate(measured, seconds)
+
+
 def _union(views: list[StepView], name: str, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     for v in views:
@@ -120,6 +132,7 @@ def pooled_metrics(table: RequestTable, views: list[StepView], terms: list[SLOTe
         "output_tok_s": tp.output_tok_s(table, completed, seconds),
         "total_tok_s": tp.total_tok_s(table, completed, seconds),
         "requested_rate": _requested_rate(views),
+        "offered_rate": _offered_rate(views, measured, seconds),
         "achieved_rate": tp.achieved_rate(sent, seconds),
         **_latencies(table, measured),
         **_slo_fields(table, measured, completed, terms, seconds),
@@ -128,10 +141,23 @@ def pooled_metrics(table: RequestTable, views: list[StepView], terms: list[SLOTe
 
 def _step_header(view: StepView) -> dict[str, Any]:
     s = view.step
-    return {"step": field(s, "step"), "mode": field(s, "mode"), "users": field(s, "users"),
+    head = {"step": field(s, "step"), "mode": field(s, "mode"), "users": field(s, "users"),
             "rate": field(s, "rate"), "status": field(s, "status"),
             "window_start_ns": view.window[0] if view.window else None,
             "window_end_ns": view.window[1] if view.window else None}
+    if field(s, "segment") is not None:
+        head.update({k: field(s, k) for k in ("segment", "segment_start_s", "segment_end_s")})
+    return head
+
+
+def _segments(step: Mapping[str, Any], table: RequestTable, rows: np.ndarray, load: Mapping[str, Any],
+              terms: list[SLOTerm]) -> list[dict[str, Any]] | None:
+    """Each rate segment of a steps/ramp step summarised as a step (analysis/segments.py)."""
+    parts = segment_rows(step, load)
+    if not parts:
+        return None
+    views = [step_view(p, table, rows) for p in parts]
+    return [{**_step_header(v), **pooled_metrics(table, [v], terms)} for v in views]
 
 
 def _rows_of_step(table: RequestTable, step: Mapping[str, Any]) -> np.ndarray:
@@ -188,6 +214,9 @@ def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
     body = pooled_metrics(table, views, terms)
     body["requests"] = len(table)  # every recorded request, including ones outside any step row
     step_summaries = [{**_step_header(v), **pooled_metrics(table, [v], terms)} for v in views]
+    load = (run.get("config") or {}).get("load") or {}
+    for s, v in zip(step_summaries, views):
+        s["segments"] = _segments(v.step, table, v.rows, load, terms)
     frame = None if samples is None else hw.frame(samples)
     parts = [_step_hardware(frame, v, s) for v, s in zip(views, step_summaries)]
     for s, (figures, _, _) in zip(step_summaries, parts):

@@ -3,8 +3,10 @@
 Ramps are inhomogeneous Poisson processes made by time rescaling: if s_1 < s_2 < ... are
 the arrivals of a rate-1 Poisson process, then t_i = L^-1(s_i) are the arrivals of a
 process with rate r(t), where L(t) = integral_0^t r(u) du is the cumulative rate. So the
-expected number of arrivals in [0, T] is L(T). Every generator yields int ns offsets from
-t0, lazily, bounded like `loadtest.schedules`. Pure: no I/O, no clock.
+expected number of arrivals in [0, T] is L(T); with `exact` (the default, as in
+`loadtest.schedules`) the unit-rate process is conditioned on round(L(T)) arrivals, so a
+ramp offers exactly its mean count. Every generator yields int ns offsets from t0,
+lazily, bounded like `loadtest.schedules`. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from loadtest.schedules import _BLOCK, NS, _bounded
+from loadtest.schedules import _BLOCK, NS, _bounded, exact_offsets
 
 
-def _unit_poisson(seed: int) -> Iterator[float]:
-    """Arrival times s_i of a rate-1 Poisson process (float seconds)."""
+def _unit_poisson(seed: int, total: float | None = None) -> Iterator[float]:
+    """Arrival times s_i of a rate-1 Poisson process (float seconds); with `total` = L(T),
+    conditioned on round(total) arrivals in [0, total)."""
+    if total is not None:
+        yield from exact_offsets(round(total), total, 1.0, seed)
+        return
     rng = np.random.default_rng(seed)
     s = 0.0
     while True:
@@ -28,7 +34,7 @@ def _unit_poisson(seed: int) -> Iterator[float]:
 
 
 def linear_ramp(rate_start: float, rate_end: float, duration_s: float, seed: int,
-                max_requests: int | None = None) -> Iterator[int]:
+                max_requests: int | None = None, exact: bool = True) -> Iterator[int]:
     """Poisson arrivals whose rate goes linearly from rate_start to rate_end over the step.
 
     Formula: r(t) = r0 + (r1 - r0) t / T, L(t) = r0 t + a t^2 with a = (r1 - r0) / (2T),
@@ -38,9 +44,10 @@ def linear_ramp(rate_start: float, rate_end: float, duration_s: float, seed: int
     if rate_start < 0 or rate_end < 0 or rate_start == rate_end == 0:
         raise ValueError("ramp rates must be >= 0 and not both 0")
     a = (rate_end - rate_start) / (2 * duration_s)
+    total = (rate_start + rate_end) / 2 * duration_s if exact else None
 
     def offsets() -> Iterator[int]:
-        for s in _unit_poisson(seed):
+        for s in _unit_poisson(seed, total):
             disc = rate_start * rate_start + 4 * a * s
             if disc < 0:
                 return  # a falling ramp extrapolated past zero rate: no more arrivals
@@ -53,7 +60,7 @@ def linear_ramp(rate_start: float, rate_end: float, duration_s: float, seed: int
 
 
 def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: int,
-               max_requests: int | None = None) -> Iterator[int]:
+               max_requests: int | None = None, exact: bool = True) -> Iterator[int]:
     """Poisson arrivals at a piecewise-constant rate: [(rate, seconds), ...] in order.
 
     Formula: within segment j (start T_j, rate r_j, cumulative L_j at its start),
@@ -62,10 +69,11 @@ def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: in
     """
     if not steps or any(r < 0 or d <= 0 for r, d in steps):
         raise ValueError("rate steps need rates >= 0 and durations > 0")
+    total = _steps_cumulative(steps, duration_s) if exact else None
 
     def offsets() -> Iterator[int]:
         seg, seg_t, seg_l = 0, 0.0, 0.0  # current segment, its start time and cumulative rate
-        for s in _unit_poisson(seed):
+        for s in _unit_poisson(seed, total):
             while seg < len(steps) and s > seg_l + steps[seg][0] * steps[seg][1]:
                 seg_l += steps[seg][0] * steps[seg][1]
                 seg_t += steps[seg][1]
@@ -75,6 +83,15 @@ def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: in
             yield round((seg_t + (s - seg_l) / steps[seg][0]) * NS)
 
     return _bounded(offsets(), duration_s, max_requests)
+
+
+def _steps_cumulative(steps: Sequence[tuple[float, float]], until_s: float) -> float:
+    """L(min(until_s, end of the last segment)) of a piecewise-constant rate."""
+    total, t = 0.0, 0.0
+    for rate, seconds in steps:
+        total += rate * max(0.0, min(seconds, until_s - t))
+        t += seconds
+    return total
 
 
 def trace_replay(t_s: np.ndarray, time_scale: float, start_s: float, duration_s: float,

@@ -109,6 +109,8 @@ class ServerConfig(_Model):
     calib_ttft_ms: float = Field(50.0, ge=0)
     calib_itl_ms: float = Field(10.0, ge=0)
     calib_log: str | None = Field(None, description="JSONL file of true send times")
+    calib_concurrency: int | None = Field(None, ge=1, le=100_000, description="calibration: at most this many "
+                                          "streams at once, the rest queue (a known-capacity server)")
 
     @field_validator("model", "degrade_model")
     @classmethod
@@ -175,6 +177,9 @@ class LoadConfig(_Model):
     rate: float | None = Field(None, gt=0, description="open loop: requests per second")
     arrival: Arrival = "poisson"
     burstiness: float = Field(1.0, gt=0, le=1000, description="gamma shape k: CV^2 = 1/k, 1 = Poisson")
+    arrival_count: Literal["exact", "random"] = Field(
+        "exact", description="poisson/gamma/ramp/steps: exact offers round(rate x duration) arrivals "
+        "(the process conditioned on that count); random lets the count vary as the process does")
     rate_end: float | None = Field(None, gt=0, description="ramp: requests per second at the end")
     rate_steps: list[tuple[float, float]] | None = Field(None, description="steps: [(rate, seconds), ...]")
     think_time_s: float = Field(0.0, ge=0, description="closed loop: pause between a user's requests")

@@ -4,6 +4,7 @@ Rules: `--rate` means open loop, `--users` closed loop (not both). With `--trace
 neither, the trace's own timestamps drive an open loop (`arrival=trace`) and its rows give
 the lengths (`workload=trace`). `--dataset FILE.jsonl` sends that dataset's prompt texts
 (`workload=dataset`), with any arrivals. `--rate-steps "10:30,40:30"` is (rate:seconds, ...).
+`--rate-steps` alone means `--arrival steps`, `--rate-end` alone `--arrival ramp`.
 A trace that cannot be read is a user error (one line), found before anything starts.
 """
 
@@ -32,8 +33,9 @@ def build_load(users: int | None, rate: float | None, arrival: str | None, trace
     """The run's LoadConfig from the CLI flags (`fields`: LoadConfig fields given as is)."""
     if users is not None and rate is not None:
         raise UserError("give either --users (closed loop) or --rate (open loop), not both")
-    if arrival is None:
-        arrival = "trace" if trace and rate is None and users is None else "poisson"
+    if arrival is None:  # the shape flags name their arrival policy themselves
+        arrival = ("trace" if trace and rate is None and users is None else "steps" if rate_steps
+                   else "ramp" if fields.get("rate_end") is not None else "poisson")
     mode = "open" if rate is not None or arrival in ("trace", "steps") else "closed"
     load = LoadConfig(mode=mode, users=users or 1, rate=rate, arrival=arrival,
                       workload=workload or ("dataset" if dataset else "trace" if trace else "fixed"),

@@ -86,7 +86,26 @@ def summary_tables(s: dict) -> list[Table]:
             lat.add_row(name, *(_num(stats.get(q)) for q in QUANTILES))
     view = server_table(s.get("server"))
     ops = operators_table(s.get("operators"), s.get("profiler_windows"))
-    return [head, lat] + [t for t in (view, ops) if t is not None]
+    segs = segments_table(s.get("steps") or [])
+    return [head, lat] + [t for t in (segs, view, ops) if t is not None]
+
+
+def segments_table(steps: list[dict]) -> Table | None:
+    """One row per rate segment of a steps/ramp step (analysis/segments.py)."""
+    rows = [seg for st in steps for seg in (st.get("segments") or [])]
+    if not rows:
+        return None
+    t = Table(title="per rate segment (each judged over its own window)", box=box.SIMPLE_HEAD)
+    for col in ("seconds", "offered\nreq/s", "served\nreq/s", "TTFT p50\nms", "TTFT p99\nms",
+                "TPOT p99\nms", "errors", "SLO\nmet"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for seg in rows:
+        met = seg.get("slo_met")
+        t.add_row(f"{seg['segment_start_s']:g}-{seg['segment_end_s']:g}", _num(seg.get("offered_rate")),
+                  _num(seg.get("req_s")), _num((seg.get("ttft_ms") or {}).get("p50")),
+                  _num((seg.get("ttft_ms") or {}).get("p99")), _num((seg.get("tpot_ms") or {}).get("p99")),
+                  _num(seg.get("errors")), "-" if met is None else "yes" if met else "no")
+    return t
 
 
 def operators_table(ops: list[dict] | None, windows: list[dict] | None = None) -> Table | None:

@@ -48,8 +48,10 @@ def open_target(cfg: RunConfig) -> Iterator[Target]:
         yield Target(normalize_url(cfg.target))
 
 
-def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = None) -> str:
-    """Runs one single-step run and ingests it; returns the run id.
+def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = None,
+                sweep_id: str | None = None, setup: str | None = None) -> str:
+    """Runs one single-step run and ingests it; returns the run id. A sweep's point passes
+    its sweep id and setup name, stored on the run row.
 
     The run row is created first (status `running`), so a crash at any later point leaves a
     run that `store.ingest.recover` finds, ingests and marks `interrupted`.
@@ -71,7 +73,7 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
     # finds every run whose process died.
     with runs.RunLock(store_path, run_id) as lock:
         runs.create_run(store_path, run_id, config, cfg.target, cfg.label, host_info(),
-                        __version__)
+                        __version__, sweep_id=sweep_id, setup=setup)
         try:
             status = _run_step(cfg, store_path, run_id, 0, lock.fileno(), on_progress)
         except UserError as exc:

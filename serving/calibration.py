@@ -7,10 +7,17 @@ one JSON line per request records when each chunk really reached the transport, 
 perf_counter_ns (CLOCK_MONOTONIC, shared with the load generator's process), so the load
 generator's own measurement error can be computed chunk by chunk. Deadlines are kept by
 `DeadlineTimer` (sub-millisecond), not `asyncio.sleep` (millisecond granularity).
+
+Known capacity: with `calib_concurrency` = K, at most K streams generate at once and the
+rest wait in arrival order; a stream's schedule starts when it gets a slot, so TTFT =
+wait + calib_ttft_ms and each slot is held S = calib_ttft_ms + (max_tokens - 1) *
+calib_itl_ms. That is an M/D/K queue whose capacity at a TTFT SLO follows from queueing
+theory or a simulation (bench/capacity.py): the yardstick of the capacity search.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -33,6 +40,8 @@ class CalibrationBackend:
         self.itl_ns = round(cfg.calib_itl_ms * 1e6)
         self.timer = DeadlineTimer()
         self._log = open(cfg.calib_log, "a", encoding="utf-8") if cfg.calib_log else None
+        self.slots = asyncio.Semaphore(cfg.calib_concurrency) if cfg.calib_concurrency else None
+        self.queued = 0
 
     def start(self) -> None:
         # The timer thread needs the GIL to wake the loop; while the loop is busy it would wait
@@ -43,7 +52,7 @@ class CalibrationBackend:
         return CalibrationGeneration(request=request, backend=self)
 
     def waiting(self) -> int:
-        return 0  # every stream starts at once: nothing ever waits
+        return self.queued  # without calib_concurrency every stream starts at once
 
     def write_log(self, record: dict) -> None:
         """One line per request, flushed at once: a killed server loses no finished request."""
@@ -67,7 +76,25 @@ class CalibrationGeneration(Generation):
         self.chunk_ns: list[int] = []
 
     async def events(self) -> AsyncIterator[Event]:
-        t0 = self.request.t_recv_ns
+        slots = self.backend.slots
+        if slots is None:
+            async for event in self._stream(self.request.t_recv_ns):
+                yield event
+            return
+        self.backend.queued += 1
+        try:
+            await slots.acquire()  # FIFO: asyncio wakes waiters in the order they came
+        finally:
+            self.backend.queued -= 1
+        try:
+            t_slot = time.perf_counter_ns()
+            self.timings.queue_ms = (t_slot - self.request.t_recv_ns) / 1e6
+            async for event in self._stream(t_slot):
+                yield event
+        finally:
+            slots.release()
+
+    async def _stream(self, t0: int) -> AsyncIterator[Event]:
         n = self.request.max_tokens
         t_first = t0
         for i in range(n):

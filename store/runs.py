@@ -83,17 +83,19 @@ def remove_empty_spool(path: str | Path, run_id: str) -> bool:
 
 
 def create_run(path: str | Path, run_id: str, config: dict[str, Any], target: str,
-               label: str | None, host: dict[str, Any], version: str) -> None:
-    """Insert the run row with status `running`; StoreError if the id already exists."""
+               label: str | None, host: dict[str, Any], version: str,
+               sweep_id: str | None = None, setup: str | None = None) -> None:
+    """Insert the run row with status `running`; StoreError if the id already exists.
+    A sweep's point carries its sweep id and setup name (store/sweeps.py)."""
     _check_run_id(run_id)
     now = utcnow()
     with connect_write(path) as con:
         if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
             raise StoreError(f"run {run_id} already exists in {path}")
         con.execute(
-            "INSERT INTO runs (run_id, status, created_at, started_at, target, label, config, host, version)"
-            " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, now, now, target, label, json.dumps(config), json.dumps(host), version],
+            "INSERT INTO runs (run_id, status, created_at, started_at, target, label, config, host, version,"
+            " sweep_id, setup) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, now, now, target, label, json.dumps(config), json.dumps(host), version, sweep_id, setup],
         )
 
 

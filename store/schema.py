@@ -86,8 +86,31 @@ def _m005_profiler_window(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE operators ADD COLUMN window_end_ns BIGINT")
 
 
+def _m006_sweeps(con: duckdb.DuckDBPyConnection) -> None:
+    """Sweeps (store/sweeps.py): one row per sweep, one per measured point; every point is an
+    ordinary run, tagged on its run row with the sweep and the setup."""
+    con.execute("""
+        CREATE TABLE sweeps (
+            sweep_id TEXT PRIMARY KEY, name TEXT, status TEXT, created_at TIMESTAMP,
+            started_at TIMESTAMP, ended_at TIMESTAMP, spec JSON, spec_path TEXT, slo TEXT,
+            result JSON, error TEXT, version TEXT)""")
+    con.execute("""
+        CREATE TABLE sweep_points (
+            sweep_id TEXT, setup TEXT, repeat INTEGER, probe INTEGER, rate DOUBLE,
+            users INTEGER, run_id TEXT, status TEXT, slo_met BOOLEAN, margin DOUBLE,
+            slo_attainment DOUBLE, offered_rate DOUBLE, achieved_rate DOUBLE, req_s DOUBLE,
+            output_tok_s DOUBLE, total_tok_s DOUBLE, error_rate DOUBLE,
+            output_tokens_per_req DOUBLE, prompt_tokens_per_req DOUBLE,
+            ttft_p50_ms DOUBLE, ttft_p99_ms DOUBLE, tpot_p50_ms DOUBLE, tpot_p99_ms DOUBLE,
+            itl_p99_ms DOUBLE, e2e_p50_ms DOUBLE, e2e_p99_ms DOUBLE, point JSON,
+            created_at TIMESTAMP, PRIMARY KEY (sweep_id, setup, repeat, probe))""")
+    con.execute("ALTER TABLE runs ADD COLUMN sweep_id TEXT")
+    con.execute("ALTER TABLE runs ADD COLUMN setup TEXT")
+
+
 # Append only; never edit or reorder a migration that has shipped.
-MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check, _m004_client_stall, _m005_profiler_window]
+MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check, _m004_client_stall, _m005_profiler_window,
+              _m006_sweeps]
 
 
 def utcnow() -> datetime:

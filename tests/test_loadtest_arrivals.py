@@ -134,3 +134,11 @@ def test_think_time_spaces_each_users_requests(cli, tmp_path):
         pauses_s = (sends[1:] - lasts[:-1]) / NS
         assert len(sends) >= 5 and pauses_s.min() >= 0.2  # each user waits its think time
         assert np.median(pauses_s) < 0.25
+
+
+def test_ramps_and_steps_offer_exactly_their_mean_count():
+    assert len(list(arrivals.linear_ramp(10, 90, 20, seed=3))) == 1000
+    assert len(list(arrivals.rate_steps([(5, 10), (0, 5), (20, 10)], 25, seed=3))) == 250
+    # cut by the step's duration: only the part of the schedule inside the step counts
+    assert len(list(arrivals.rate_steps([(10, 10), (30, 10)], 15, seed=1))) == 100 + 150
+    assert len(list(arrivals.linear_ramp(10, 90, 20, seed=3, exact=False))) != 1000

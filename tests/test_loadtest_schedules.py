@@ -77,3 +77,36 @@ def test_schedule_for_rejects_closed_loop():
 def test_rate_must_be_positive():
     with pytest.raises(ValueError):
         schedules.constant(0, 1)
+
+
+def test_exact_count_offers_the_rate_asked_for_and_random_does_not():
+    # 20 req/s for 20 s asks for 400; the unconditioned process with seed 0 offers 363.
+    assert len(list(schedules.poisson(20, 20, seed=0))) == 400
+    assert len(list(schedules.poisson(20, 20, seed=0, exact=False))) == 363
+    for seed in range(5):
+        assert len(list(schedules.gamma(7.5, 13, 0.5, seed=seed))) == round(7.5 * 13)
+
+
+def test_exact_count_keeps_poisson_gaps_exponential():
+    from scipy import stats
+
+    offsets = np.array(list(schedules.poisson(50, 200, seed=2))) / NS
+    assert len(offsets) == 10_000 and 0 <= offsets[0] and offsets[-1] < 200
+    gaps = np.diff(offsets)
+    assert stats.kstest(gaps, "expon", args=(0, 1 / 50)).pvalue > 0.01
+
+
+def test_exact_count_is_chunked_for_long_steps_and_stays_sorted_and_exact():
+    n = 3 * schedules._CHUNK + 17  # several chunks, multinomial counts
+    t = np.array(list(schedules.exact_offsets(n, 100.0, 1.0, seed=4)))
+    assert len(t) == n and (np.diff(t) >= 0).all() and 0 <= t[0] and t[-1] < 100.0
+    # the chunks join seamlessly: each quarter of the span holds about a quarter
+    quarters = np.histogram(t, bins=4, range=(0, 100))[0]
+    assert np.allclose(quarters, n / 4, rtol=0.02)
+
+
+def test_schedule_for_takes_the_count_option_from_the_config():
+    exact = LoadConfig(mode="open", rate=20, duration_s=20)
+    random = LoadConfig(mode="open", rate=20, duration_s=20, arrival_count="random")
+    assert len(list(schedules.schedule_for(exact))) == 400
+    assert len(list(schedules.schedule_for(random))) == 363

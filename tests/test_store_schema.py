@@ -16,7 +16,7 @@ EXPECTED = {
         ("run_id", "VARCHAR"), ("status", "VARCHAR"), ("created_at", "TIMESTAMP"),
         ("started_at", "TIMESTAMP"), ("ended_at", "TIMESTAMP"), ("target", "VARCHAR"),
         ("label", "VARCHAR"), ("config", "JSON"), ("host", "JSON"), ("version", "VARCHAR"),
-        ("error", "VARCHAR"), ("self_check", "JSON"),
+        ("error", "VARCHAR"), ("self_check", "JSON"), ("sweep_id", "VARCHAR"), ("setup", "VARCHAR"),
     ],
     "steps": [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("mode", "VARCHAR"), ("users", "INTEGER"),
@@ -49,6 +49,21 @@ EXPECTED = {
         ("cpu_total_us", "DOUBLE"), ("cuda_total_us", "DOUBLE"), ("window_s", "DOUBLE"),
         ("trace_path", "VARCHAR"), ("window_start_ns", "BIGINT"), ("window_end_ns", "BIGINT"),
     ],
+    "sweeps": [
+        ("sweep_id", "VARCHAR"), ("name", "VARCHAR"), ("status", "VARCHAR"), ("created_at", "TIMESTAMP"),
+        ("started_at", "TIMESTAMP"), ("ended_at", "TIMESTAMP"), ("spec", "JSON"), ("spec_path", "VARCHAR"),
+        ("slo", "VARCHAR"), ("result", "JSON"), ("error", "VARCHAR"), ("version", "VARCHAR"),
+    ],
+    "sweep_points": [
+        ("sweep_id", "VARCHAR"), ("setup", "VARCHAR"), ("repeat", "INTEGER"), ("probe", "INTEGER"),
+        ("rate", "DOUBLE"), ("users", "INTEGER"), ("run_id", "VARCHAR"), ("status", "VARCHAR"),
+        ("slo_met", "BOOLEAN"), ("margin", "DOUBLE"), ("slo_attainment", "DOUBLE"), ("offered_rate", "DOUBLE"),
+        ("achieved_rate", "DOUBLE"), ("req_s", "DOUBLE"), ("output_tok_s", "DOUBLE"), ("total_tok_s", "DOUBLE"),
+        ("error_rate", "DOUBLE"), ("output_tokens_per_req", "DOUBLE"), ("prompt_tokens_per_req", "DOUBLE"),
+        ("ttft_p50_ms", "DOUBLE"), ("ttft_p99_ms", "DOUBLE"), ("tpot_p50_ms", "DOUBLE"), ("tpot_p99_ms", "DOUBLE"),
+        ("itl_p99_ms", "DOUBLE"), ("e2e_p50_ms", "DOUBLE"), ("e2e_p99_ms", "DOUBLE"), ("point", "JSON"),
+        ("created_at", "TIMESTAMP"),
+    ],
     "_migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
 }
 
@@ -75,7 +90,8 @@ def test_primary_keys(tmp_path):
             " WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name").fetchall()
     assert [(t, list(c)) for t, c in pks] == [
         ("_migrations", ["name"]), ("operators", ["run_id", "step", "rank"]), ("requests", ["run_id", "req_id"]),
-        ("runs", ["run_id"]), ("steps", ["run_id", "step"])]
+        ("runs", ["run_id"]), ("steps", ["run_id", "step"]),
+        ("sweep_points", ["sweep_id", "setup", "repeat", "probe"]), ("sweeps", ["sweep_id"])]
 
 
 def test_migrations_are_recorded_once(tmp_path):

@@ -1,0 +1,155 @@
+"""`servelab sweep`: bad specs are one line and write nothing; real sweeps, resume, kill -9.
+
+The sweeps measure the built-in server's calibration mode with `calib_concurrency` (a
+known-capacity server: K streams at once, the rest queue) and a calibration server at a
+URL, so every point is a real run: real processes, real HTTP streaming, a real store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def write(tmp_path, spec: dict, name: str = "spec.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def known(k: int = 2, **over) -> dict:
+    spec = {
+        "name": "known", "slo": "ttft_p99<=250ms", "duration_s": 3, "drain_s": 2, "repeats": 2,
+        "search": {"kind": "capacity", "low": 1, "high": 40, "rel_tol": 0.2, "max_probes": 5},
+        "workload": {"max_tokens": 16, "prompt_tokens": 8}, "profile": {"enabled": False},
+        "setups": {f"k{k}": {"server": {"calibration": True, "calib_concurrency": k}}},
+    }
+    spec.update(over)
+    return spec
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"setups": {"a": {"server": {"batchin": "none"}}}}, "unknown key 'setups.a.server.batchin'"),
+    ({"surprise": 1}, "unknown key 'surprise'"),
+    ({"setups": {"a": {}}}, "setups.a: give either server"),
+    ({"search": {"kind": "capacity", "low": 8, "high": 2}}, "search low (8) must be below high (2)"),
+    ({"workload": {"rate": 3}}, "'rate' is set by the sweep itself"),
+    ({"workload": {"max_tokns": 3}}, "workload: unknown key 'max_tokns'"),
+    ({"setups": {"u": {"target": "http://127.0.0.1:9"}}}, "setup u: cannot reach http://127.0.0.1:9"),
+])
+def test_a_bad_spec_is_one_line_and_writes_nothing(cli, tmp_path, change, message):
+    spec = write(tmp_path, known(**change))
+    r = cli("sweep", spec, "--store", "s.duckdb")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("servelab: error: "), r.stderr
+    assert message in lines[0]
+    if "cannot reach" not in message:
+        assert str(tmp_path / "spec.json") in lines[0]  # the file is named
+    assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_a_missing_spec_file_and_an_unknown_sweep_are_one_line(cli):
+    for args in (["sweep", "nope.yaml"], ["sweep-summary", "s-nope"], ["sweep", "--resume", "s-nope"]):
+        r = cli(*args, "--store", "s.duckdb")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_capacity_sweep_of_a_known_capacity_server_stores_runs_points_and_an_interval(cli, tmp_path):
+    r = cli("sweep", write(tmp_path, known()), "--store", "s.duckdb", "--json", timeout=400)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "completed" and out["slo"] == "ttft_p99<=250ms"
+    (setup,) = out["setups"]
+    cap = setup["capacity_req_s"]
+    # K=2 slots of 200 ms: at most 10 req/s; a 3 s window's truth is about 6 (bench/capacity.py)
+    assert 3.5 < cap["value"] < 9.0, cap
+    assert cap["ci_low"] < cap["value"] < cap["ci_high"] and cap["method"] == "t" and len(cap["repeats"]) == 2
+    assert setup["capacity_output_tok_s"]["value"] == pytest.approx(cap["value"] * 16, rel=0.02)
+    pts = setup["points"]
+    assert setup["points_used"] == len(pts) >= 4
+    loads = [p["rate"] for p in pts]
+    assert min(loads) <= cap["value"] <= max(loads)
+    assert all(p["offered_rate"] == pytest.approx(p["rate"], rel=0.25) for p in pts)
+    # every point is an ordinary run, tagged with the sweep and the setup
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    tagged = con.execute("SELECT count(*) FROM runs WHERE sweep_id = ? AND setup = 'k2'", [out["sweep_id"]]).fetchone()
+    assert tagged == (len(pts),)
+    assert con.execute("SELECT status FROM sweeps").fetchone() == ("completed",)
+    con.close()
+    again = json.loads(cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--json").stdout)
+    assert again["setups"][0]["capacity_req_s"] == cap
+    listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
+    assert [(s["sweep_id"], s["points"]) for s in listed] == [(out["sweep_id"], len(pts))]
+    table = cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--points").stdout
+    assert "capacity" in table and f"{cap['value']:,.2f}" in table
+
+
+def test_kill_9_keeps_finished_points_and_resume_measures_only_the_rest(cli, tmp_path):
+    spec = write(tmp_path, known(repeats=1))
+    proc = cli.popen(["sweep", spec, "--store", "s.duckdb"], stdout=open(os.devnull, "w"),
+                     stderr=open(os.devnull, "w"))
+    db = tmp_path / "s.duckdb"
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and done < 2:
+        time.sleep(1)
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                done = con.execute("SELECT count(*) FROM sweep_points").fetchone()[0]
+        except duckdb.Error:
+            continue  # the sweep is writing: try again
+    assert done >= 2, "the sweep did not store two points in time"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    cli.reap()
+    listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
+    assert listed[0]["status"] == "interrupted" and listed[0]["points"] >= 2
+    sweep_id, kept = listed[0]["sweep_id"], listed[0]["points"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        before = con.execute("SELECT probe, rate, run_id FROM sweep_points ORDER BY probe").fetchall()
+    r = cli("sweep", "--resume", sweep_id, "--store", "s.duckdb", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "completed" and out["setups"][0]["capacity_req_s"]["value"] is not None
+    with duckdb.connect(str(db), read_only=True) as con:
+        after = con.execute("SELECT probe, rate, run_id FROM sweep_points ORDER BY probe").fetchall()
+    assert after[:kept] == before[:kept]  # finished points were not measured again
+    assert len(after) > kept or out["setups"][0]["points_used"] == kept
+
+
+def test_grid_sweep_of_url_setups_and_fail_on_slo(cli, tmp_path):
+    servers = []
+    urls = []
+    for ttft in (20, 400):  # one meets ttft_p99<=250ms at every load, one at none
+        p = cli.popen(["serve", "--calibration", "--calib-ttft-ms", str(ttft), "--port", "0"],
+                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        servers.append(p)
+        line = p.stdout.readline()
+        while "listening on" not in line:
+            line = p.stdout.readline()
+            assert line, "server did not start"
+        urls.append(line.strip().rsplit(" ", 1)[-1])
+    spec = write(tmp_path, known(search={"kind": "grid", "rates": [2, 4]}, repeats=1,
+                                 setups={"fast": {"target": urls[0], "price_per_hour": 1.5},
+                                         "slow": {"target": urls[1]}}))
+    r = cli("sweep", spec, "--store", "s.duckdb", "--json", "--fail-on-slo", timeout=300)
+    assert r.returncode == 1, r.stderr  # "slow" met the SLO at no load
+    out = json.loads(r.stdout)
+    fast, slow = out["setups"]
+    assert fast["kind"] == "url" and fast["target"] == urls[0] and fast["price_per_hour"] == 1.5
+    assert [p["rate"] for p in fast["points"]] == [2, 4] and all(p["slo_met"] for p in fast["points"])
+    assert fast["capacity_req_s"]["bound"] == "above" and fast["capacity_req_s"]["value"] is None
+    assert "above" in fast["capacity_message"]
+    assert slow["capacity_req_s"]["bound"] == "below" and not any(p["slo_met"] for p in slow["points"])
+    for p in servers:
+        p.terminate()
+        p.wait(10)
