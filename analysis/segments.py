@@ -30,7 +30,9 @@ def _rows(step: Mapping[str, Any], parts: list[tuple[float, float, float, float]
     out = []
     for j, (start_s, end_s, rate, warmup_s) in enumerate(parts):
         start_ns = None if t0 is None else t0 + round(start_s * NS)
-        seg_end = None if t0 is None else t0 + round(end_s * NS)
+        # windows are inclusive at both ends: stop 1 ns short, so an arrival exactly at the
+        # boundary belongs to the next segment only
+        seg_end = None if t0 is None else t0 + round(end_s * NS) - 1
         out.append({"step": field(step, "step"), "segment": j, "mode": "open", "users": None,
                     "rate": rate, "status": field(step, "status"), "t_start_ns": start_ns,
                     "t_end_ns": seg_end if t_end is None or seg_end is None else min(seg_end, t_end),

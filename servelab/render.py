@@ -63,8 +63,9 @@ def summary_tables(s: dict) -> list[Table]:
     head = Table(title=f"run {s['run_id']} ({shown_status(s['status'], verdict)})", show_header=False)
     head.add_column("field")
     head.add_column("value")
-    for key in ("target", "label", "requests", "measured_requests", "errors", "error_rate",
-                "req_s", "output_tok_s", "total_tok_s", "goodput_req_s", "slo_attainment"):
+    for key in ("target", "label", "requests", "measured_requests", "errors", "error_rate", "requested_rate",
+                "offered_rate", "achieved_rate", "req_s", "output_tok_s", "total_tok_s", "goodput_req_s",
+                "slo_attainment"):
         if s.get(key) is not None:
             head.add_row(key, _num(s[key], 3))
     if s.get("slo"):

@@ -89,8 +89,9 @@ def test_capacity_sweep_of_a_known_capacity_server_stores_runs_points_and_an_int
     assert again["setups"][0]["capacity_req_s"] == cap
     listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
     assert [(s["sweep_id"], s["points"]) for s in listed] == [(out["sweep_id"], len(pts))]
-    table = cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--points").stdout
-    assert "capacity" in table and f"{cap['value']:,.2f}" in table
+    shown = cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--points")
+    assert shown.returncode == 0, shown.stderr
+    assert "capacity" in shown.stdout and f"{cap['value']:,.2f}" in shown.stdout, shown.stdout
 
 
 def test_kill_9_keeps_finished_points_and_resume_measures_only_the_rest(cli, tmp_path):
