@@ -15,6 +15,7 @@ page = st.navigation(
     [
         st.Page(PAGES / "runs.py", title="Runs", url_path="runs", default=True),
         st.Page(PAGES / "run.py", title="Run", url_path="run"),
+        st.Page(PAGES / "sweeps.py", title="Sweeps", url_path="sweeps"),
     ]
 )
 page.run()

@@ -74,3 +74,21 @@ def guarded(fn, *args):
         st.error(f"Cannot read the store `{args[0] if args else store_path()}`: "
                  f"{type(exc).__name__}: {first}")
     st.stop()
+
+
+@st.cache_data(ttl=5, show_spinner="Reading the sweeps…")
+def sweeps(path: str) -> list[dict]:
+    """Every sweep, newest first (store.sweeps.list_sweeps); cached for a few seconds."""
+    from store import sweeps as store_sweeps
+
+    return store_sweeps.list_sweeps(path)
+
+
+@st.cache_data(ttl=300, max_entries=16, show_spinner="Reading the sweep…")
+def sweep_result(path: str, sweep_id: str, stamp: tuple = ()) -> dict:
+    """One sweep's result object (analysis/sweep_result.py); `stamp` (status, point count)
+    is only part of the cache key, so a sweep still running is read again as it grows."""
+    from analysis.sweep_result import summarize_sweep
+    from store import sweeps as store_sweeps
+
+    return summarize_sweep(store_sweeps.get_sweep(path, sweep_id), store_sweeps.get_points(path, sweep_id))
