@@ -43,9 +43,17 @@ def sweep(
     else:
         parsed, spec_path = read_spec(spec), spec
     err = stderr_console()
-    with SweepProgress(err, parsed.name, parsed.duration_s) as progress:
-        runner = SweepRunner(parsed, spec_path, store, on_point=progress.point, on_progress=progress.update)
-        sweep_id = runner.run(resume)
+    runner = None
+    try:
+        with SweepProgress(err, parsed.name, parsed.duration_s) as progress:
+            runner = SweepRunner(parsed, spec_path, store, on_point=progress.point, on_progress=progress.update)
+            sweep_id = runner.run(resume)
+    except KeyboardInterrupt:
+        if runner is None or runner.sweep_id is None:
+            raise
+        err.print(f"sweep {runner.sweep_id} interrupted: its finished points are stored in {store}; "
+                  f"carry on with `servelab sweep --resume {runner.sweep_id} --store {store}`", soft_wrap=True)
+        raise typer.Exit(130) from None
     if not as_json:
         err.print(f"sweep {sweep_id} stored in {store}")
     _show(sweep_summary(store, sweep_id), as_json, points, fail_on_slo)

@@ -143,6 +143,7 @@ class SweepRunner:
         self.spec, self.spec_path, self.store = spec, spec_path, store
         self.on_point, self.on_progress = on_point, on_progress
         self.measured = 0
+        self.sweep_id: str | None = None  # known once run() has started
 
     def start(self, resume: str | None) -> str:
         ingest.recover(self.store)
@@ -153,7 +154,7 @@ class SweepRunner:
         return store_sweeps.new_sweep_id()
 
     def run(self, resume: str | None = None) -> str:
-        sweep_id = self.start(resume)
+        sweep_id = self.sweep_id = self.start(resume)
         if resume:
             preflight(self.spec)
         with store_sweeps.SweepLock(self.store, sweep_id):

@@ -154,3 +154,25 @@ def test_grid_sweep_of_url_setups_and_fail_on_slo(cli, tmp_path):
     for p in servers:
         p.terminate()
         p.wait(10)
+
+
+def test_ctrl_c_marks_the_sweep_interrupted_and_says_how_to_resume(cli, tmp_path):
+    spec = write(tmp_path, known(repeats=1))
+    proc = cli.popen(["sweep", spec, "--store", "s.duckdb"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "s.duckdb"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                if con.execute("SELECT count(*) FROM sweep_points").fetchone()[0] >= 1:
+                    break
+        except duckdb.Error:
+            continue
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "servelab sweep --resume s" in err
+    listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
+    assert listed[0]["status"] == "interrupted" and listed[0]["points"] >= 1
