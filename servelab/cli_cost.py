@@ -140,6 +140,8 @@ def frontier(
     prices: PricesOpt = None,
     price_per_hour: PriceFlagOpt = None,
     spot_overhead: SpotOpt = 0.05,
+    usd_per_kwh: Annotated[float | None, typer.Option(help="electricity price, for energy $ where power was "
+                                                      "measured")] = None,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -150,7 +152,7 @@ def frontier(
     From a saved result: servelab frontier --from-json sweep.json --price-per-hour local-cpu=0.10
     """
     from analysis.attribution import attribution
-    from analysis.cost import setup_usd_per_hour
+    from analysis.cost import setup_cost, setup_usd_per_hour
     from analysis.frontier import frontier as pareto
     from servelab.errors import UserError
     from servelab.prices import sweep_prices
@@ -166,10 +168,12 @@ def frontier(
         att = attribution(sweep, baseline or names[0], per_hour) if names else None
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    costs = [setup_cost(s, setup_prices[s.get("name")], 1, spot_overhead, usd_per_kwh) for s in sweep["setups"]
+             if setup_prices[s.get("name")].get("usd_per_hour") is not None]
     if as_json:
-        print(json.dumps({"frontier": front, "attribution": att, "prices": setup_prices}))
+        print(json.dumps({"frontier": front, "attribution": att, "costs": costs, "prices": setup_prices}))
     else:
-        print_frontier(stdout_console(), front, att, setup_prices)
+        print_frontier(stdout_console(), front, att, costs, setup_prices)
 
 
 @app.command()

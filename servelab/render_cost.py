@@ -80,8 +80,9 @@ def print_recommendation(out: Console, rec: Mapping[str, Any], prices: Mapping[s
 
 def frontier_table(front: Mapping[str, Any]) -> Table:
     t = Table(title=f"latency/cost frontier ({front['latency']} vs $ per 1M output tokens)", box=box.SIMPLE_HEAD)
-    for col in ("setup", "load", "req/s", "out tok/s", f"{front['latency']} ms", "$/1M out", "SLO", "frontier"):
-        t.add_column(col, justify="left" if col in ("setup", "frontier") else "right")
+    t.add_column("setup", no_wrap=True)
+    for col in ("load", "req/s", "out tok/s", f"{front['latency']} ms", "$/1M out", "SLO", "frontier"):
+        t.add_column(col, justify="left" if col == "frontier" else "right")
     rows = sorted(front["points"], key=lambda r: (r["usd_per_1m_output_tokens"] is None,
                                                  r["usd_per_1m_output_tokens"] or 0.0))
     for r in rows:
@@ -95,8 +96,9 @@ def frontier_table(front: Mapping[str, Any]) -> Table:
 
 def attribution_table(att: Mapping[str, Any]) -> Table:
     t = Table(title=f"what each setup bought against {att['baseline']} (95% intervals)", box=box.SIMPLE_HEAD)
-    for col in ("setup", "capacity", "$/1M out", "TTFT p99", "TPOT p99", "latency at"):
-        t.add_column(col, justify="left" if col == "setup" else "right")
+    t.add_column("setup", no_wrap=True)
+    for col in ("capacity", "$/1M out", "TTFT p99", "TPOT p99", "latency at"):
+        t.add_column(col, justify="right")
 
     def cell(iv, verdict, fmt, suffix=""):
         text = _ci(iv, fmt, suffix)
@@ -111,8 +113,23 @@ def attribution_table(att: Mapping[str, Any]) -> Table:
     return t
 
 
+def cost_table(costs: list[Mapping[str, Any]]) -> Table:
+    t = Table(title="cost at capacity within the SLO, one copy (95% intervals)", box=box.SIMPLE_HEAD)
+    t.add_column("setup", no_wrap=True)
+    for col in ("$/hour", "$/month", "$/1M out", "$/1M total", "$/1k req", "energy $/1M out"):
+        t.add_column(col, justify="right")
+    for c in costs:
+        energy = (c.get("energy") or {}).get("usd_per_1m_output_tokens")
+        t.add_row(str(c["setup"]), _usd(c["usd_per_hour"]), _usd(c["usd_per_month"]),
+                  _ci(c["usd_per_1m_output_tokens"], _usd), _ci(c["usd_per_1m_total_tokens"], _usd),
+                  _ci(c["usd_per_1k_requests"], _usd), _usd(energy))
+    return t
+
+
 def print_frontier(out: Console, front: Mapping[str, Any], att: Mapping[str, Any] | None,
-                   prices: Mapping[str, Any]) -> None:
+                   costs: list[Mapping[str, Any]], prices: Mapping[str, Any]) -> None:
+    if costs:
+        out.print(cost_table(costs))
     out.print(frontier_table(front))
     if att and att["rows"]:
         out.print(attribution_table(att))

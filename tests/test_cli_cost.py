@@ -99,12 +99,16 @@ def test_frontier_prints_frontier_attribution_and_prices(cli, two_servers):
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "latency/cost frontier" in out and "what each setup bought against small" in out
+    assert "cost at capacity within the SLO" in out
     assert re.search(r"\d\.\d\dx \[\d\.\d\d, \d\.\d\d\]", out), out        # capacity ratio with its interval
     assert "small: $0.3/h user-set, prices as of" in out
     assert re.search(r"big: \$[\d.]+/h on-demand, prices as of \d{4}-\d{2}-\d{2}, source: https://", out), out
     j = last_json(cli("frontier", "--from-json", str(two_servers), "--price-per-hour", "local-cpu=0.3", "--json").stdout)
     assert len(j["frontier"]["points"]) == 6 and any(p["pareto"] is False for p in j["frontier"]["points"])
     assert j["attribution"]["baseline"] == "small"
+    costs = {c["setup"]: c for c in j["costs"]}
+    assert costs["small"]["usd_per_hour"] == pytest.approx(0.3) and costs["small"]["prices_as_of"]
+    assert costs["big"]["prices_source"].startswith("https://")
 
 
 @pytest.mark.parametrize("args, needle", [
