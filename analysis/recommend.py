@@ -86,8 +86,9 @@ def _candidate(setup: Mapping[str, Any], price: Mapping[str, Any] | None, traffi
 def _costs_more(c: Mapping[str, Any], best: Mapping[str, Any]) -> str:
     extra = c["usd_per_hour"] - best["usd_per_hour"]
     pct = 100.0 * extra / best["usd_per_hour"] if best["usd_per_hour"] > 0 else float("inf")
-    return (f"costs more: {c['replicas']} x = ${c['usd_per_hour']:.4g}/h, ${extra:.4g}/h "
-            f"(+{pct:.0f}%) more than {best['setup']}")
+    copies = f"{c['replicas']} cop{'y' if c['replicas'] == 1 else 'ies'}"
+    return (f"costs more: {copies} at ${c['usd_per_hour']:.4g}/h, +${extra:.4g}/h (+{pct:.0f}%) "
+            f"over {best['setup']}")
 
 
 def recommend(sweep: Mapping[str, Any], traffic: float, prices: Mapping[str, Mapping[str, Any] | None],
@@ -111,7 +112,9 @@ def recommend(sweep: Mapping[str, Any], traffic: float, prices: Mapping[str, Map
         cand["fidelity"] = report
         viable.append(cand)
     viable.sort(key=lambda c: (c["usd_per_hour"], -c["replicas"] * c["planning_capacity_req_s"], str(c["setup"])))
-    rejected = [{"setup": c["setup"], "reason": _costs_more(c, viable[0])} for c in viable[1:]] + rejected
+    rejected = [{"setup": c["setup"], "reason": _costs_more(c, viable[0]), "usd_per_hour": c["usd_per_hour"],
+                 "prices_as_of": c["prices_as_of"], "prices_source": c["prices_source"]}
+                for c in viable[1:]] + rejected
     best = viable[0] if viable else {}
     return {
         "setup": best.get("setup"), "replicas": best.get("replicas"),

@@ -70,10 +70,12 @@ def print_recommendation(out: Console, rec: Mapping[str, Any], prices: Mapping[s
                   f"{_usd(ru['usd_per_month'])}/month (prices as of {ru['prices_as_of']}, source: "
                   f"{ru['prices_source']})", soft_wrap=True)
     t = Table(title="why the others lost", box=box.SIMPLE_HEAD)
-    t.add_column("setup")
+    t.add_column("setup", no_wrap=True)
     t.add_column("reason")
+    t.add_column("prices", overflow="fold")
     for r in rec["rejected"]:
-        t.add_row(str(r["setup"]), r["reason"])
+        when = "" if "prices_as_of" not in r else f"as of {r['prices_as_of']}, source: {r['prices_source']}"
+        t.add_row(str(r["setup"]), r["reason"], when)
     if rec["rejected"]:
         out.print(t)
 

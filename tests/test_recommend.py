@@ -34,6 +34,7 @@ def test_recommendation_flips_with_traffic(traffic):
     assert rec["runner_up"]["setup"] == other
     assert [r["setup"] for r in rec["rejected"]] == [other]
     assert rec["rejected"][0]["reason"].startswith("costs more")
+    assert rec["rejected"][0]["prices_as_of"] == "2026-12-01"   # a $ figure in a reason names its prices
     assert rec["prices_as_of"] == "2026-12-01" and rec["prices_source"] == "https://example.test/list"
 
 
