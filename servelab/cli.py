@@ -15,7 +15,6 @@ import typer
 
 # serve and run first (their module registers them on the app), so `--help` lists them first
 from servelab import cli_run  # noqa: F401
-from servelab import cli_cost  # noqa: F401  (recommend, frontier, fidelity)
 from servelab.cli_common import (
     DEFAULT_STORE,
     JsonOpt,
@@ -190,6 +189,10 @@ def demo(
         from servelab.dashboard_proc import serve_dashboard
 
         serve_dashboard(store, "127.0.0.1", port)
+
+
+# recommend, frontier and fidelity (registered here so `--help` lists them after the run commands)
+from servelab import cli_cost  # noqa: E402, F401
 
 
 def main() -> None:
