@@ -192,6 +192,10 @@ def demo(
         serve_dashboard(store, "127.0.0.1", port)
 
 
+# recommend, frontier and fidelity (registered here so `--help` lists them after the run commands)
+from servelab import cli_cost  # noqa: E402, F401
+
+
 def main() -> None:
     """Entry point: runs the app and turns user mistakes into one line and exit code 2."""
     try:
