@@ -103,6 +103,31 @@ def itl_ns(rec: Mapping[str, Any]) -> list[int]:
     return [b - a for a, b in zip(c, c[1:])]
 
 
+def tokens_per_gap(rec: Mapping[str, Any]) -> float:
+    """Output tokens per chunk gap: how many tokens each later chunk carried, on average.
+    1 for a server that streams one token per chunk, and when usage is absent (the count is
+    then the chunks themselves).
+
+    Formula: tokens_per_gap = (usage.completion_tokens - 1) / (len(chunk_ns) - 1), at least 1;
+    1 when usage is absent or the request has fewer than 2 chunks
+    """
+    n, c = field(rec, "output_tokens"), len(chunks(rec))
+    if n is None or c < 2:
+        return 1.0
+    return max(1.0, (n - 1) / (c - 1))
+
+
+def itl_token_ns(rec: Mapping[str, Any]) -> list[float]:
+    """Inter-token latencies per token: each chunk gap divided by the tokens per gap, as if
+    the tokens after the first chunk were spread evenly over the gaps. Equal to `itl_ns` for
+    one token per chunk; for a server that packs tokens it is the per-token figure to compare.
+
+    Formula: itl_token[i] = (chunk_ns[i] - chunk_ns[i-1]) / tokens_per_gap
+    """
+    per = tokens_per_gap(rec)
+    return [g / per for g in itl_ns(rec)]
+
+
 def max_itl_ns(rec: Mapping[str, Any]) -> int | None:
     """The request's longest stall between chunks (used for per-request ITL SLO terms).
 

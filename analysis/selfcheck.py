@@ -11,8 +11,14 @@ one reason line; a check with nothing to judge is None and does not fail):
 - achieved / requested (open loop): requests sent / arrivals the schedule held before the
   step stopped (the worker counts them: `scheduled`); fails when |ratio - 1| > 1%.
 - token mismatch: fraction of ok requests whose server `usage` disagrees with the client's
-  own count: output tokens (usage.completion_tokens vs content chunks), and prompt tokens
-  when the client's count is exact (token-id prompts); fails above 1%.
+  own count; fails above 1%. Output: where the server streams one token per chunk (the
+  built-in server), usage.completion_tokens must equal the content chunks counted; any
+  other server may pack several tokens into a chunk (vLLM does under load), so there the
+  only impossible count is more content chunks than tokens. Prompt tokens are compared
+  when the client's count is exact (token-id prompts).
+- errors: fraction of finished requests that failed (status other than ok; cancelled ones,
+  still in flight at the end, do not count); fails above 50%, with the commonest error in
+  the reason. A run whose requests mostly failed measured the failures, not the server.
 - client stall (recorded, never fails): the worst lateness of a 5 ms ticker in the worker,
   max over steps (`client_stall_max_ms`): a bound on how late the client may have noticed
   a chunk at the worst moment (a garbage collection, a busy greenlet, the machine pausing
@@ -36,9 +42,9 @@ from analysis.records import as_records, field
 from analysis.stats import percentile
 
 THRESHOLDS = {"client_cpu_pct": 90.0, "schedule_lag_p99_ms": 10.0, "rate_error": 0.01,
-              "token_mismatch_frac": 0.01}
+              "token_mismatch_frac": 0.01, "error_frac": 0.5}
 _COLUMNS = ("t_sched_ns", "t_send_ns", "status", "output_tokens", "output_tokens_client",
-            "prompt_tokens", "prompt_tokens_client", "max_tokens")
+            "prompt_tokens", "prompt_tokens_client", "max_tokens", "http_status", "error")
 
 
 def schedule_lags_ms(records: list[dict[str, Any]]) -> np.ndarray:
@@ -49,18 +55,21 @@ def schedule_lags_ms(records: list[dict[str, Any]]) -> np.ndarray:
     return np.array(lags, dtype=np.float64)
 
 
-def token_mismatch_frac(records: list[dict[str, Any]], exact_prompt: bool) -> float | None:
-    """Fraction of ok requests with server usage whose counts differ from the client's.
+def token_mismatch_frac(records: list[dict[str, Any]], exact_prompt: bool,
+                        one_token_per_chunk: bool = True) -> float | None:
+    """Fraction of ok requests with server usage whose counts disagree with the client's.
 
     Formula: mismatched / judged, judged = ok requests that carry usage.completion_tokens and a client count
-    (whole responses, non-streaming or jobs, have none).
+    (whole responses, non-streaming or jobs, have none); mismatched: chunks != tokens when
+    the server sends one token per chunk, else chunks > tokens.
     """
     judged = mismatched = 0
     for r in records:
         if r.get("status") != "ok" or r.get("output_tokens") is None or r.get("output_tokens_client") is None:
             continue
         judged += 1
-        bad = r["output_tokens"] != r.get("output_tokens_client")
+        tokens, chunks = r["output_tokens"], r["output_tokens_client"]
+        bad = tokens != chunks if one_token_per_chunk else chunks > tokens
         if exact_prompt and r.get("prompt_tokens") is not None:
             bad = bad or r["prompt_tokens"] != r.get("prompt_tokens_client")
         mismatched += bad
@@ -82,6 +91,31 @@ def short_output_frac(records: list[dict[str, Any]]) -> float | None:
     return short / judged if judged else None
 
 
+def error_figures(records: list[dict[str, Any]]) -> tuple[float | None, str | None]:
+    """(fraction of finished requests that failed, the commonest error as one line).
+
+    Formula: failed / (ok + failed), failed = status not in (ok, cancelled); the commonest
+    error is the most frequent (status, HTTP status, message), ties to the first seen.
+    """
+    counts: dict[tuple, int] = {}
+    ok = 0
+    for r in records:
+        status = r.get("status")
+        if status == "ok":
+            ok += 1
+        elif status not in (None, "cancelled"):
+            key = (status, r.get("http_status"), " ".join(str(r.get("error") or "").split())[:200])
+            counts[key] = counts.get(key, 0) + 1
+    failed = sum(counts.values())
+    if not failed + ok:
+        return None, None
+    if not failed:
+        return 0.0, None
+    (status, http, message), n = max(counts.items(), key=lambda kv: kv[1])
+    code = f" {http}" if http is not None and status == "http_error" else ""
+    return failed / (failed + ok), f"{status}{code}: {message or 'no message'} ({n} of {failed} failed)"
+
+
 def achieved_over_requested(steps: list[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
     """Open loop: requests sent / arrivals scheduled before stop, over all open steps.
 
@@ -101,16 +135,22 @@ def _max(values: Iterable[Any]) -> float | None:
 
 
 def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: list[Mapping[str, Any]],
-               exact_prompt: bool = False, thresholds: Mapping[str, float] = THRESHOLDS) -> dict[str, Any]:
-    """The `self_check` object of a run summary: the figures, `passed` and `reasons`."""
+               exact_prompt: bool = False, thresholds: Mapping[str, float] = THRESHOLDS,
+               one_token_per_chunk: bool = True) -> dict[str, Any]:
+    """The `self_check` object of a run summary: the figures, `passed` and `reasons`.
+    `one_token_per_chunk`: the target streams one token per chunk (the built-in server)."""
     records = as_records(requests, _COLUMNS)
     lags = schedule_lags_ms(records)
+    thresholds = {**THRESHOLDS, **thresholds}  # a stored older set lacks the newer limits
+    error_frac, commonest = error_figures(records)
     out = {
         "client_cpu_pct_max": _max(field(s, "client_cpu_pct") for s in steps),
         "schedule_lag_p50_ms": percentile(lags, 50),
         "schedule_lag_p99_ms": percentile(lags, 99),
         "achieved_over_requested": achieved_over_requested(steps, records),
-        "usage_vs_client_token_mismatch_frac": token_mismatch_frac(records, exact_prompt),
+        "usage_vs_client_token_mismatch_frac": token_mismatch_frac(records, exact_prompt, one_token_per_chunk),
+        "error_frac": error_frac,
+        "commonest_error": commonest,
         "capped_requests": _max(field(s, "capped") for s in steps),
         "client_stall_max_ms": _max(field(s, "client_stall_max_ms") for s in steps),
         "output_shorter_than_asked_frac": short_output_frac(records),
@@ -133,6 +173,9 @@ def _reasons(c: Mapping[str, Any], t: Mapping[str, float]) -> list[str]:
     if mism is not None and mism > t["token_mismatch_frac"]:
         reasons.append(f"{mism:.1%} of requests: server usage != client token count"
                        f" (> {t['token_mismatch_frac']:.0%})")
+    errors = c.get("error_frac")
+    if errors is not None and errors > t["error_frac"]:
+        reasons.append(f"{errors:.0%} of requests failed (> {t['error_frac']:.0%}); commonest: {c['commonest_error']}")
     return reasons
 
 
@@ -150,6 +193,7 @@ FIGURES = (
     ("achieved_over_requested", "requests sent / scheduled (open loop)", "rate_error", "1 ± {:g}"),
     ("usage_vs_client_token_mismatch_frac", "server usage != client token count, fraction",
      "token_mismatch_frac", "<= {:g}"),
+    ("error_frac", "requests that failed, fraction", "error_frac", "<= {:g}"),
     ("client_stall_max_ms", "client stalled at most, ms", None, None),
     ("output_shorter_than_asked_frac", "outputs shorter than max_tokens asked, fraction", None, None),
     ("capped_requests", "requests whose lengths were capped to the context", None, None),

@@ -68,6 +68,7 @@ def _latencies(table: RequestTable, measured: np.ndarray) -> dict[str, Any]:
         "ttft_ms": dist("ttft", ok),
         "ttft_sched_ms": dist("ttft_sched", ok),
         "itl_ms": percentiles(table.gaps[ok[table.gap_row]], "ms"),
+        "itl_token_ms": percentiles(table.token_gaps[ok[table.gap_row]], "ms"),
         "tpot_ms": dist("tpot", ok),
         "e2e_ms": dist("e2e", ok),
         # Lateness is the load generator's own, whatever the server answered: every request counts.
@@ -126,6 +127,8 @@ def pooled_metrics(table: RequestTable, views: list[StepView], terms: list[SLOTe
         "measured_requests": int(measured.sum()),
         "errors": int((measured & ~table.ok).sum()),
         "cancelled": int((measured & (table.status == "cancelled")).sum()),
+        # ok streams that came without usage: their output length is the chunk count (an estimate).
+        "usage_missing": int((measured & table.ok & table.usage_missing).sum()),
         "error_rate": tp.error_rate(table, measured),
         "window_s": seconds,
         "req_s": tp.req_s(table, completed, seconds),
@@ -197,6 +200,13 @@ def _step_hardware(samples: pd.DataFrame | None, view: StepView, metrics: dict[s
     return hw.hardware_figures(mine, view.window, tokens), seconds, tokens
 
 
+def target_terms(load: Mapping[str, Any]) -> dict[str, Any]:
+    """How the run spoke to its target: the model name sent, and whether output lengths were
+    forced (ignore_eos/min_tokens: true; false when off or refused by the target; None when
+    the run never got as far as its warm-up)."""
+    return {"served_model": load.get("served_model", load.get("model")), "length_forcing": load.get("ignore_eos")}
+
+
 def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
                   requests: pd.DataFrame | list[Mapping[str, Any]], slo: SloArg = None,
                   samples: hw.SampleArg = None) -> dict[str, Any]:
@@ -211,6 +221,7 @@ def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
     views = [step_view(s, table, _rows_of_step(table, s)) for s in _steps_or_inferred(steps, table, run)]
     header = {k: run.get(k) for k in ("run_id", "status", "label", "target", "started_at", "ended_at",
                                       "self_check")}
+    header.update(target_terms((run.get("config") or {}).get("load") or {}))
     body = pooled_metrics(table, views, terms)
     body["requests"] = len(table)  # every recorded request, including ones outside any step row
     step_summaries = [{**_step_header(v), **pooled_metrics(table, [v], terms)} for v in views]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.metrics import (
-    e2e_ns, is_ok, itl_gaps, output_tokens, prompt_tokens, schedule_lag_ns, tpot_ns, ttft_ns,
+    e2e_ns, is_ok, itl_gaps, output_tokens, tokens_per_gap, prompt_tokens, schedule_lag_ns, tpot_ns, ttft_ns,
     ttft_sched_ns,
 )
 from analysis.records import as_records, chunks
@@ -41,6 +41,8 @@ class RequestTable:
     prompt_tokens: np.ndarray  # float64
     gaps: np.ndarray  # int64: every chunk gap of every request (the pooled ITL)
     gap_row: np.ndarray  # int64: the row each gap belongs to
+    token_gaps: np.ndarray  # float64: each gap / its request's tokens_per_gap (ITL per token)
+    usage_missing: np.ndarray  # bool: streamed without usage, so its length is the chunk count
 
     def __len__(self) -> int:
         return len(self.ok)
@@ -65,6 +67,7 @@ def request_table(requests: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Reque
         cols["out"].append(output_tokens(r))
         cols["prompt"].append(prompt_tokens(r))
     gaps, gap_row = itl_gaps([chunks(r) for r in records])
+    per_gap = np.array([tokens_per_gap(r) for r in records], dtype=np.float64)
     values = {name: _floats(cols[name]) for name in PER_REQUEST}
     values["itl_max"] = _row_max(gaps, gap_row, len(records))
     return RequestTable(
@@ -73,7 +76,9 @@ def request_table(requests: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Reque
         ok=np.array([is_ok(r) for r in records], dtype=bool),
         times={name: _floats(cols[name]) for name in TIMES},
         values=values, output_tokens=_floats(cols["out"]), prompt_tokens=_floats(cols["prompt"]),
-        gaps=gaps, gap_row=gap_row,
+        gaps=gaps, gap_row=gap_row, token_gaps=gaps / per_gap[gap_row] if gaps.size else gaps.astype(np.float64),
+        usage_missing=np.array([r.get("output_tokens") is None and bool(r.get("output_tokens_client"))
+                                for r in records], dtype=bool),
     )
 
 

@@ -81,7 +81,7 @@ class _Expired(Exception):
 class Target:
     """The base URL, split once, and the fixed part of every request head."""
 
-    def __init__(self, base_url: str, api_key: str | None = None):
+    def __init__(self, base_url: str, api_key: str | None = None, headers: dict[str, str] | None = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"bad target URL {base_url!r}: expected http(s)://HOST[:PORT]")
@@ -96,6 +96,8 @@ class Target:
         )
         if api_key:
             fixed += f"Authorization: Bearer {api_key}\r\n"
+        for name, value in (headers or {}).items():  # checked by LoadConfig: no line breaks
+            fixed += f"{name}: {value}\r\n"
         self._fixed = fixed
 
     def head(self, path: str, req_id: str, body_len: int, method: str = "POST") -> bytes:

@@ -87,13 +87,15 @@ def text_prompt(n: int, rng: np.random.Generator) -> str:
 def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
     """The OpenAI-compatible body for `load.endpoint` around `prompt`: streaming unless
     `load.api` is nonstream or job; a job wraps it as {"endpoint", "body"} (serving/jobs.py).
+    Only standard OpenAI fields, plus `ignore_eos`/`min_tokens` when `load.ignore_eos` is
+    true and the user's `load.extra_body`.
 
     Chat messages carry text only, so a token-id prompt is sent as the same bytes decoded
     as ASCII: still exact for a byte-level tokenizer (the chat template is the server's).
     """
     body: dict = {}
-    if load.model:
-        body["model"] = load.model
+    if load.served_model:
+        body["model"] = load.served_model
     if load.endpoint == "chat":
         content = bytes(prompt).decode("ascii") if isinstance(prompt, list) else prompt
         body["messages"] = [{"role": "user", "content": content}]
@@ -103,8 +105,10 @@ def request_body(load: LoadConfig, prompt: str | list[int]) -> dict:
     if load.api == "stream":
         body.update(stream=True, stream_options={"include_usage": True})
     if load.ignore_eos:
-        # vLLM's extensions: generate exactly max_tokens so every request has the same length.
+        # vLLM/SGLang extensions, not OpenAI's: generate exactly max_tokens so every request
+        # has the same length. Sent only when the target accepts them (loadtest/worker.py probes).
         body.update(ignore_eos=True, min_tokens=load.max_tokens)
+    body.update(load.extra_body)  # the user's engine options win over ours
     if load.api == "job":
         return {"endpoint": load.endpoint, "body": body}
     return body

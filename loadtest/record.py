@@ -47,14 +47,20 @@ def set_failure(rec: dict, status: str, error: str) -> None:
 def finish_stream(rec: dict, parser: SSEParser) -> None:
     """Copies what the stream said into the record and decides ok vs stream_error.
 
-    Call it after the stream was read to its end (not after a timeout or a dropped
+    Call it after the HTTP message was read to its end (not after a timeout or a dropped
     connection: those already set their status, and only the data is copied then).
+    A stream is complete when it ended after `data: [DONE]`, or after a `finish_reason`
+    without one (several servers end their streams after the usage chunk, with no
+    `[DONE]`). Ending cleanly is the HTTP message's own end (the chunked terminator or
+    Content-Length): a connection cut mid-body is a parse error, never this. A stream
+    without `usage` is still complete: its output length is the chunk count, an estimate
+    the record flags by leaving `output_tokens` (the server's count) empty.
     """
     apply_parser(rec, parser)
     if parser.error is not None:
         set_failure(rec, "stream_error", parser.error)
-    elif not parser.done:
-        set_failure(rec, "stream_error", "stream ended without [DONE]")
+    elif not (parser.done or parser.finished):
+        set_failure(rec, "stream_error", "stream ended before a finish_reason or [DONE]")
     elif rec["status"] == "cancelled":
         rec["status"] = "ok"
 

@@ -2,8 +2,15 @@
 
 The caller timestamps each raw line as it arrives, then feeds it here; `feed` says what
 the line was, so only content lines become chunk times. State kept across lines: the
-server's `usage`, its `servelab` timings object, the first error, and whether `[DONE]`
-came. It never raises: bad input becomes an `ERROR` classification with a message.
+server's `usage`, its `servelab` timings object, the first error, whether a choice said
+its `finish_reason`, and whether `[DONE]` came. It never raises: bad input becomes an
+`ERROR` classification with a message.
+
+What real servers send, all accepted: several tokens in one chunk (one CONTENT line: the
+token count comes from `usage`), empty and role-only deltas (EMPTY), `: keep-alive`
+comments, `data:` with or without the space, CRLF line ends, `usage` in the last content
+chunk or in a chunk of its own, and an error object inside a 200 stream (ERROR, its message
+kept).
 
 Each `data:` line is parsed on its own (OpenAI, vLLM, SGLang, TGI and llama.cpp all send
 one JSON object per line); an event split across several `data:` lines is reported as
@@ -49,6 +56,13 @@ def has_content(obj: dict) -> bool:
     return False
 
 
+def has_finish(obj: dict) -> bool:
+    """True when any choice carries a non-null `finish_reason`."""
+    choices = obj.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") not in (None, "") for c in choices)
+
+
 def _nonempty(value: object) -> bool:
     return isinstance(value, str) and value != ""
 
@@ -68,7 +82,7 @@ def error_message(obj: dict) -> str | None:
 class SSEParser:
     """Classifies the lines of one response stream and keeps what the record needs."""
 
-    __slots__ = ("prompt_tokens", "output_tokens", "server", "error", "done", "_event")
+    __slots__ = ("prompt_tokens", "output_tokens", "server", "error", "done", "finished", "_event")
 
     def __init__(self) -> None:
         self.prompt_tokens: int | None = None
@@ -76,6 +90,7 @@ class SSEParser:
         self.server: dict | None = None
         self.error: str | None = None
         self.done = False
+        self.finished = False  # some choice said its finish_reason (stop, length, ...)
         self._event = ""  # the pending `event:` name, cleared at the blank line
 
     def feed(self, line: bytes) -> str:
@@ -108,6 +123,8 @@ class SSEParser:
         if message is not None:
             return self._fail(message)
         kind = CONTENT if has_content(obj) else EMPTY
+        if not self.finished and has_finish(obj):
+            self.finished = True
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self.prompt_tokens = _int_or_none(usage.get("prompt_tokens"), self.prompt_tokens)

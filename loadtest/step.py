@@ -97,6 +97,7 @@ class Step:
         self.shared_t0_ns = shared_t0(spec)
         self.stall_max_ns = 0  # see watch_stalls
         self._stall_watch: gevent.Greenlet | None = None
+        self.start_info: dict = {}  # what the warm-up found (length_forcing), in the `start` event
 
     def next_user_id(self) -> int:
         """Unique within the run: each worker's users are numbered from its `first_user`."""
@@ -124,7 +125,8 @@ class Step:
         self.t0_ns = self.shared_t0_ns or time.perf_counter_ns()
         self._cpu0 = time.process_time()
         self.deadline_ns = self.t0_ns + round(self.load.duration_s * 1e9)
-        self.spool.write_meta({"event": "start", "t_ns": self.t0_ns, "wall_ns": time.time_ns(), "pid": os.getpid()})
+        self.spool.write_meta({"event": "start", "t_ns": self.t0_ns, "wall_ns": time.time_ns(), "pid": os.getpid(),
+                               **self.start_info})
         self._stall_watch = gevent.spawn(watch_stalls, self)
         self.go.set()
         return self.t0_ns

@@ -39,6 +39,7 @@ from loadtest.spool import SpoolWriter
 from loadtest.step import Step
 from loadtest.tiers import TierPicker, keys_for
 from loadtest.user import ClosedLoopUser, OpenLoopUser, bind
+from servelab.headers import merged as merged_headers
 
 PROGRESS_EVERY_S = 0.5
 READY_TIMEOUT_S = 60.0
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return _under_master(args)
     try:
         spec = WorkerSpec.model_validate_json(Path(args.spec).read_bytes())
-        target = Target(spec.target_url, _api_key(spec))
+        target = Target(spec.target_url, _api_key(spec), _headers(spec))
         tiered = _tier_targets(spec)
         bodies, trace_t_s = _bodies(spec)
     except ValidationError as exc:
@@ -74,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {where}: {first['msg']}")
     except (OSError, ValueError) as exc:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {_one_line(exc)}")
-    code, message = warm_up(next(iter(tiered.values())) if tiered else target, spec)
+    code, message, forcing = warm_up(next(iter(tiered.values())) if tiered else target, spec)
     if code != contract.EXIT_OK:
         return _fail(code, message)
+    bodies.load = bodies.load.model_copy(update={"ignore_eos": forcing})
     try:
         spool = SpoolWriter(spec.spool_dir, spec.producer)
     except OSError as exc:
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with spool:
         step = Step(spec, target, bodies, spool)
         step.trace_t_s = trace_t_s
+        step.start_info = {"length_forcing": forcing}
         if tiered:
             step.pick_target = TierPicker(spec.load.tier_mix, tiered, spec.load.seed, spec.producer).pick
         user_class = bind(ClosedLoopUser if spec.load.mode == "closed" else OpenLoopUser, step)
@@ -102,18 +105,22 @@ def _under_master(args) -> int:
         return _fail(contract.EXIT_BAD_SPEC, str(exc).replace("--bind", "--master"))
 
     tiered: dict[str, Target] = {}
+    found: dict = {}
 
     def prepare(spec: WorkerSpec):
         try:
-            target = Target(spec.target_url, _api_key(spec))
+            target = Target(spec.target_url, _api_key(spec), _headers(spec))
             tiered.update(_tier_targets(spec))
             bodies, trace_t_s = _bodies(spec)
         except (OSError, ValueError) as exc:
             return None, None, None, contract.EXIT_BAD_SPEC, f"bad worker spec from the master: {_one_line(exc)}"
-        code, message = warm_up(next(iter(tiered.values())) if tiered else target, spec)
+        code, message, forcing = warm_up(next(iter(tiered.values())) if tiered else target, spec)
+        bodies.load = bodies.load.model_copy(update={"ignore_eos": forcing})
+        found["length_forcing"] = forcing
         return target, bodies, trace_t_s, code, message
 
     def report(step: Step, env: Environment, bodies: BodyFactory) -> None:
+        step.start_info = dict(found)
         step.on_record = locust_reporter(env, bodies.path)
         if tiered:
             step.pick_target = TierPicker(step.load.tier_mix, tiered, step.load.seed, step.producer).pick
@@ -132,12 +139,18 @@ def _api_key(spec: WorkerSpec) -> str | None:
     return key
 
 
+def _headers(spec: WorkerSpec) -> dict[str, str]:
+    """The extra headers: the spec's, with credential values from the environment (the
+    spec file holds only their names: servelab/headers.py)."""
+    return merged_headers(spec.load.headers, os.environ)
+
+
 def _tier_targets(spec: WorkerSpec) -> dict[str, Target]:
     """Tiered load: one Target (request head) per tier, each with its tier's key."""
     if not spec.load.tier_mix:
         return {}
     keys = keys_for(spec.load.tier_mix, os.environ)
-    return {tier: Target(spec.target_url, key) for tier, key in keys.items()}
+    return {tier: Target(spec.target_url, key, _headers(spec)) for tier, key in keys.items()}
 
 
 def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
@@ -155,11 +168,47 @@ def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
     return BodyFactory(load, spec.builtin, spec.producer, trace, first, spec.shard, spec.shards), t_s
 
 
-def warm_up(target: Target, spec: WorkerSpec) -> tuple[int, str | None]:
+def warm_up(target: Target, spec: WorkerSpec) -> tuple[int, str | None, bool]:
     """One request shaped like the real ones (fewer output tokens), not recorded: it opens
-    the server's cold paths before t0 and proves the target is there."""
+    the server's cold paths before t0 and proves the target is there. It is also the probe
+    for output-length forcing (`ignore_eos`/`min_tokens`, vLLM/SGLang extensions): with
+    `load.ignore_eos` None it asks with them, and a target that refuses them (an HTTP 4xx
+    naming them, or any 400/422 that the same request without them does not get) is
+    measured without them, said once on stdout. Returns (exit code, message, whether the
+    run's requests carry them)."""
+    forcing = spec.load.ignore_eos
+    rec = _warm_request(target, spec, forcing is not False)
+    if forcing is None and _refused_forcing(rec):
+        plain = _warm_request(target, spec, False)
+        if plain["status"] != "http_error" or plain["http_status"] not in REJECTING:
+            _print({"note": f"{target.url} refused ignore_eos/min_tokens (HTTP {rec['http_status']}): "
+                            "measuring without them; output lengths are the server's own (usage)"})
+            forcing = False
+        rec = plain  # rejected even without them: the plain request's answer is the cause
+    forcing = True if forcing is None else forcing
+    if rec["status"] in ("conn_error", "timeout"):
+        return contract.EXIT_UNREACHABLE, f"cannot reach {target.url}: {rec['error']}", forcing
+    if rec["status"] == "http_error" and rec["http_status"] in REJECTING:
+        return contract.EXIT_REJECTED, (f"{target.url} rejected the warm-up request: "
+                                        f"HTTP {rec['http_status']}: {_one_line(rec['error'])}"), forcing
+    if rec["status"] != "ok":
+        print(f"loadtest: warning: warm-up request to {target.url} failed ({rec['status']}): "
+              f"{_one_line(rec['error'])}", file=sys.stderr, flush=True)
+    return contract.EXIT_OK, None, forcing
+
+
+def _refused_forcing(rec: dict) -> bool:
+    """A warm-up answer that may refuse ignore_eos/min_tokens: a 4xx naming either, or a
+    plain 400/422 (the caller confirms it by asking again without them)."""
+    if rec["status"] != "http_error" or not 400 <= (rec["http_status"] or 0) < 500:
+        return False
+    text = str(rec["error"] or "")
+    return "ignore_eos" in text or "min_tokens" in text or rec["http_status"] in (400, 422)
+
+
+def _warm_request(target: Target, spec: WorkerSpec, forcing: bool) -> dict:
     load = spec.load.model_copy(update={
-        "max_tokens": min(spec.load.max_tokens, WARMUP_MAX_TOKENS), "workload": "fixed",
+        "max_tokens": min(spec.load.max_tokens, WARMUP_MAX_TOKENS), "workload": "fixed", "ignore_eos": forcing,
         "prompt_tokens": max(1, min(spec.load.prompt_tokens, spec.load.max_context - WARMUP_MAX_TOKENS))})
     bodies = BodyFactory(load, spec.builtin, spec.producer + "-warmup")
     data, prompt_tokens = bodies.next()
@@ -168,15 +217,7 @@ def warm_up(target: Target, spec: WorkerSpec) -> tuple[int, str | None]:
     pool = target.pool(1, load.timeout_s)
     send_request(load.api, pool, target, target.head(bodies.path, rid, len(data)), data, rec, load.timeout_s)
     pool.close()
-    if rec["status"] in ("conn_error", "timeout"):
-        return contract.EXIT_UNREACHABLE, f"cannot reach {target.url}: {rec['error']}"
-    if rec["status"] == "http_error" and rec["http_status"] in REJECTING:
-        return contract.EXIT_REJECTED, (f"{target.url} rejected the warm-up request: "
-                                        f"HTTP {rec['http_status']}: {_one_line(rec['error'])}")
-    if rec["status"] != "ok":
-        print(f"loadtest: warning: warm-up request to {target.url} failed ({rec['status']}): "
-              f"{_one_line(rec['error'])}", file=sys.stderr, flush=True)
-    return contract.EXIT_OK, None
+    return rec
 
 
 def run_step(step: Step, env: Environment) -> int:

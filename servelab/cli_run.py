@@ -38,7 +38,7 @@ KEYS_FILE_HELP = "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS
 
 # Config fields whose flag has another name (servelab/layers.py: a flag given wins).
 LOAD_FLAGS = {"duration_s": "duration", "warmup_s": "warmup", "think_time_s": "think_time",
-              "trace_start_s": "trace_start"}
+              "trace_start_s": "trace_start", "headers": "header"}
 PROFILE_FLAGS = {"gpu": "gpu_sampling", "torch_profile_s": "torch_profile", "device_indices": "gpu_devices"}
 
 
@@ -213,6 +213,12 @@ def run(
         help='share of requests per tier, e.g. "high:0.2,low:0.8"; keys from SERVELAB_API_KEYS')] = None,
     api_key_env: Annotated[str | None, typer.Option(rich_help_panel="Load",
         help="env var holding a bearer token for every request, e.g. OPENAI_API_KEY")] = None,
+    served_model: Annotated[str | None, typer.Option(rich_help_panel="Target",
+        help="model name sent to the target (default: the first id of its /v1/models)")] = None,
+    header: Annotated[list[str] | None, typer.Option(rich_help_panel="Target",
+        help="extra request header 'Name: value', repeatable (credential-like values are never stored)")] = None,
+    extra_body: Annotated[str | None, typer.Option(rich_help_panel="Target",
+        help='JSON object merged into every request body, e.g. \'{"top_k": 1}\'')] = None,
     tiers: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=TIERS_HELP)] = None,
     default_tier: Annotated[str | None, typer.Option(rich_help_panel="Built-in server", help=DEFAULT_TIER_HELP)] = None,
     max_queue: Annotated[int | None, typer.Option(rich_help_panel="Built-in server", help=MAX_QUEUE_HELP)] = None,
@@ -239,6 +245,9 @@ def run(
 
     Real prompts: servelab run --dataset data/datasets/sample_sharegpt.jsonl --rate 2 --duration 20
 
+    Your own server: servelab run --target http://127.0.0.1:8000 --served-model Qwen/Qwen2.5-0.5B-Instruct
+    --endpoint chat --rate 2 --duration 30
+
     From a file: servelab run --config setup.yaml --duration 30 (flags given override the file)
     """
     from servelab import layers
@@ -246,6 +255,7 @@ def run(
     from servelab.config import RunConfig, SamplerConfig, ServerConfig
     from servelab.errors import UserError
     from servelab.load_flags import build_load
+    from servelab.target_flags import parse_extra_body, parse_headers, refuse_builtin_flags
 
     given = layers.given_by(ctx)
     layer = layers.layered(config, os.environ)
@@ -264,7 +274,8 @@ def run(
         max_requests=max_requests, max_tokens=max_tokens, prompt_tokens=prompt_tokens, warmup_s=warmup,
         endpoint=endpoint, repeat_rate=repeat_rate, paraphrase_rate=paraphrase_rate,
         prefix_groups=prefix_groups, prefix_tokens=prefix_tokens, api=api,
-        tier_mix=parse_mix(tier_mix), api_key_env=api_key_env,
+        tier_mix=parse_mix(tier_mix), api_key_env=api_key_env, served_model=served_model,
+        headers=parse_headers(header), extra_body=parse_extra_body(extra_body),
     )
     load = build_load(users, rate, arrival, trace, workload, rate_steps, dataset=dataset,
                       **layers.fill(fields, lo, given, LOAD_FLAGS))
@@ -288,6 +299,7 @@ def run(
                            remote_workers=remote_workers, master_bind=master_bind), layer["run"], given)
     if isinstance(top.get("slo"), str) or top.get("slo") is None:
         top["slo"] = parse_slo_flag(top.get("slo")) or []
+    refuse_builtin_flags(ctx, top["target"])
     if top["target"] == "builtin":
         _check_semantic(server)
     cfg = RunConfig(load=load, server=server, profile=profile, **top)

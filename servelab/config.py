@@ -9,9 +9,11 @@ every run (`RunConfig.model_dump(mode="json")`).
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+from servelab import headers as header_rules
 
 ENV_PREFIX = "SERVELAB_"
 API_KEYS_ENV = "SERVELAB_API_KEYS"  # JSON {key: tier}: the server's keys, and the load generator's
@@ -205,7 +207,9 @@ class LoadConfig(_Model):
         "stream", description="stream (SSE), nonstream (one JSON body) or job (submit, then long-poll "
         "/v1/jobs): the last two time only the whole result")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
-    ignore_eos: bool = True
+    ignore_eos: bool | None = Field(
+        None, description="send ignore_eos/min_tokens (vLLM/SGLang extensions) so every output is max_tokens "
+        "long: None = when the target accepts them (probed at warm-up; the stored run says what was used)")
     repeat_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests repeating one of "
                                "this worker's last 32 prompts (exact-cache hits on the target)")
     paraphrase_rate: float = Field(0.0, ge=0, le=1, description="above 0, prompts are questions from the "
@@ -215,7 +219,13 @@ class LoadConfig(_Model):
                                "each prompt starts with one of them, picked at random; 0 = none")
     prefix_tokens: int = Field(0, ge=0, description="tokens of each shared prefix (the rest of a prompt is fresh)")
     seed: int = 0
-    model: str | None = Field(None, description="model name sent to the target")
+    served_model: str | None = Field(
+        None, validation_alias=AliasChoices("served_model", "model"),
+        description="model name sent to the target; None with a URL target: the first id of its /v1/models")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (gateways); "
+                                    "credential-like values are never stored (servelab/headers.py)")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="fields merged into every request "
+                                       "body (engine options, e.g. {\"top_k\": 1})")
     # Tiered traffic (loadtest/tiers.py): each request carries the key of a tier drawn with
     # these shares; the keys come from SERVELAB_API_KEYS (key -> tier) in the load
     # generator's environment, never from this config, so they are never stored.
@@ -223,6 +233,17 @@ class LoadConfig(_Model):
                                               "e.g. {high: 0.2, low: 0.8}")
     api_key_env: str | None = Field(None, description="name of an env var holding one bearer token "
                                     "for every request (external targets)")
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            header_rules.check(name, value)
+        return v
+
+    @field_serializer("headers")
+    def _hide_secrets(self, v: dict[str, str]) -> dict[str, str]:
+        return header_rules.redacted(v)  # every dump: stored configs, spec files, exports
 
     @field_validator("tier_mix")
     @classmethod

@@ -11,7 +11,8 @@ from analysis.selfcheck import shown_status
 LATENCIES = [
     ("ttft_ms", "TTFT"),
     ("ttft_sched_ms", "TTFT from schedule"),
-    ("itl_ms", "ITL"),
+    ("itl_ms", "ITL (per chunk)"),
+    ("itl_token_ms", "ITL per token"),
     ("tpot_ms", "TPOT"),
     ("e2e_ms", "E2E"),
     ("schedule_lag_ms", "schedule lag"),
@@ -68,12 +69,15 @@ def summary_tables(s: dict) -> list[Table]:
                 "slo_attainment"):
         if s.get(key) is not None:
             head.add_row(key, _num(s[key], 3))
+    _target_rows(head, s)
     if s.get("slo"):
         head.add_row("slo", ", ".join(s["slo"]))
         head.add_row("slo_met", "yes" if s.get("slo_met") else "no")
     if check:
         reasons = "; ".join(check.get("reasons") or [])
         head.add_row("self_check", "passed" if check.get("passed") else f"FAILED: {reasons}")
+        if check.get("commonest_error") and "commonest:" not in reasons:
+            head.add_row("commonest_error", check["commonest_error"])
         if check.get("client_stall_max_ms") is not None:
             head.add_row("client_stall_max_ms", _num(check["client_stall_max_ms"], 3))
     _hardware_rows(head, s.get("hardware"))
@@ -89,6 +93,18 @@ def summary_tables(s: dict) -> list[Table]:
     ops = operators_table(s.get("operators"), s.get("profiler_windows"))
     segs = segments_table(s.get("steps") or [])
     return [head, lat] + [t for t in (segs, view, ops) if t is not None]
+
+
+def _target_rows(head: Table, s: dict) -> None:
+    """How the run spoke to its target (analysis.summary.target_terms) and what it could not count."""
+    if s.get("served_model"):
+        head.add_row("served_model", str(s["served_model"]))
+    if s.get("length_forcing") is False:
+        head.add_row("output_lengths", "the server's own: ignore_eos/min_tokens not sent (off, or refused "
+                                       "by the target); lengths from usage")
+    if s.get("usage_missing"):
+        head.add_row("usage_missing", f"{s['usage_missing']} requests streamed without usage: "
+                                      "their output tokens are the chunk count (an estimate)")
 
 
 def segments_table(steps: list[dict]) -> Table | None:

@@ -41,6 +41,7 @@ def record_self_check(store_path: str, run_id: str) -> dict:
     load = (run.get("config") or {}).get("load") or {}
     exact = (resolve_format(load.get("prompt_format", "auto"), run.get("target") == "builtin") == "token_ids"
              and load.get("endpoint", "completions") == "completions")
-    check = self_check(queries.get_requests(store_path, run_id), queries.get_steps(store_path, run_id), exact)
+    check = self_check(queries.get_requests(store_path, run_id), queries.get_steps(store_path, run_id), exact,
+                       one_token_per_chunk=run.get("target") == "builtin")
     runs.set_self_check(store_path, run_id, check)
     return check

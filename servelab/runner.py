@@ -56,8 +56,11 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
     The run row is created first (status `running`), so a crash at any later point leaves a
     run that `store.ingest.recover` finds, ingests and marks `interrupted`.
     """
-    if cfg.target != "builtin":
-        normalize_url(cfg.target)  # a bad URL fails before anything is recorded
+    if cfg.target != "builtin":  # a bad URL fails before anything is recorded
+        from servelab import served_model
+
+        note = (lambda text: on_progress({"note": text})) if on_progress else None
+        cfg = served_model.resolve(cfg, normalize_url(cfg.target), os.environ, note)
     if cfg.load.tier_mix:  # so does a tier without a key
         from loadtest.tiers import keys_for
 
@@ -122,17 +125,28 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
                 spec.write_text(json.dumps({**base, "producer": "master", "load": load.model_dump(mode="json")}))
                 bind = master_address(cfg.master_bind, cfg.remote_workers)
                 results = run_with_master(spec, cfg.workers, cfg.remote_workers, bind, lock_fd,
-                                          probes.relay, on_spawn=probes.start)
+                                          probes.relay, on_spawn=probes.start, env=worker_env(cfg))
             else:
                 spec_paths = write_specs(base, load, cfg.workers, Path(spool))
                 # Tiered load finds each tier's key in SERVELAB_API_KEYS, inline api_keys included.
                 results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start,
-                                      env=cfg.server.child_env(os.environ))
+                                      env=worker_env(cfg))
         finally:
             # Only a load that ended by itself gets its torch profile built (seconds of the
             # server's time): after Ctrl-C or a crash the user is not kept waiting for it.
             probes.finish(collect=results is not None)
     return _step_status(results, url)
+
+
+def worker_env(cfg: RunConfig) -> dict[str, str]:
+    """The load generators' environment: tier keys (SERVELAB_API_KEYS, inline api_keys
+    included) and the real values of the run's extra headers, which no file holds."""
+    env = cfg.server.child_env(os.environ)
+    if cfg.load.headers:
+        from servelab.headers import HEADERS_ENV
+
+        env[HEADERS_ENV] = json.dumps({**json.loads(env.get(HEADERS_ENV) or "{}"), **cfg.load.headers})
+    return env
 
 
 def _step_status(results: list[tuple[int, str]], url: str) -> str:

@@ -62,9 +62,17 @@ class _Sum:
         self.latest: list[dict | None] = [None] * n
         self.done: list[dict] = []
         self.on_progress, self.lock = on_progress, threading.Lock()
+        self.notes: set[str] = set()
 
     def feed(self, i: int, msg: dict) -> None:
         if self.on_progress is None:
+            return
+        if "note" in msg:  # what a warm-up found: said once, however many workers found it
+            with self.lock:
+                if msg["note"] in self.notes:
+                    return
+                self.notes.add(msg["note"])
+            self.on_progress(msg)
             return
         if "progress" not in msg:
             if len(self.latest) == 1:

@@ -196,6 +196,14 @@ def client_figures(spool: Spool) -> dict[str, Any]:
             "scheduled": sum(scheduled) if scheduled else None, "capped": sum(capped) if capped else None}
 
 
+def length_forcing(spool: Spool) -> bool | None:
+    """Whether the step's requests carried ignore_eos/min_tokens, as each producer's warm-up
+    found (its `start` event): False if any went without them, None if none said."""
+    said = [e["length_forcing"] for events in spool.meta.values() for e in events
+            if e.get("event") == "start" and isinstance(e.get("length_forcing"), bool)]
+    return all(said) if said else None
+
+
 def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
     """Replace one step's rows and update its step row, inside the caller's transaction."""
     bounds = step_bounds(spool)
@@ -221,6 +229,10 @@ def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
                 " WHERE run_id = ? AND step = ?",
                 [client["client_cpu_pct"], client["client_stall_max_ms"], client["scheduled"], client["capped"],
                  run_id, step])
+    forcing = length_forcing(spool)
+    if forcing is not None:  # the stored config says what was sent, not what was asked ("auto")
+        con.execute("UPDATE runs SET config = json_merge_patch(config, ?) WHERE run_id = ?",
+                    [json.dumps({"load": {"ignore_eos": forcing}}), run_id])
     return bounds
 
 

@@ -29,12 +29,20 @@ def test_auto_format_is_token_ids_only_for_the_builtin_server():
 
 
 def test_completions_body_streams_with_usage_and_ignore_eos():
-    load = LoadConfig(max_tokens=32, model="m1")
+    load = LoadConfig(max_tokens=32, served_model="m1", ignore_eos=True)
     body = prompts.request_body(load, [65, 66])
     assert body == {
         "model": "m1", "prompt": [65, 66], "max_tokens": 32, "temperature": 0, "stream": True,
         "stream_options": {"include_usage": True}, "ignore_eos": True, "min_tokens": 32,
     }  # fmt: skip
+
+
+def test_body_has_only_standard_fields_by_default_and_extra_body_wins():
+    body = prompts.request_body(LoadConfig(max_tokens=8), "hi")
+    assert set(body) == {"prompt", "max_tokens", "temperature", "stream", "stream_options"}
+    load = LoadConfig(max_tokens=8, extra_body={"top_k": 1, "temperature": 0.5}, model="old-name")
+    body = prompts.request_body(load, "hi")
+    assert (body["top_k"], body["temperature"], body["model"]) == (1, 0.5, "old-name")
 
 
 def test_chat_body_sends_token_ids_as_the_same_ascii_text_and_omits_unset_fields():

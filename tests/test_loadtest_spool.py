@@ -65,7 +65,10 @@ def test_finish_stream_ok_copies_usage_and_first_chunk():
 def test_finish_stream_without_done_or_with_error_is_a_stream_error():
     rec = record.new_record("w0-000000", "w0", None, None, 2, 5)
     record.finish_stream(rec, _stream([b'data: {"choices":[{"text":"a"}]}\n']))
-    assert (rec["status"], rec["error"]) == ("stream_error", "stream ended without [DONE]")
+    assert (rec["status"], rec["error"]) == ("stream_error", "stream ended before a finish_reason or [DONE]")
+    rec = record.new_record("w0-000002", "w0", None, None, 2, 5)  # ended after finish_reason: complete
+    record.finish_stream(rec, _stream([b'data: {"choices":[{"text":"a","finish_reason":"length"}]}\n']))
+    assert (rec["status"], rec["error"], rec["output_tokens"]) == ("ok", None, None)
     rec = record.new_record("w0-000001", "w0", None, None, 2, 5)
     record.finish_stream(rec, _stream([b'data: {"error":"boom"}\n', b"data: [DONE]\n"]))
     assert (rec["status"], rec["error"]) == ("stream_error", "boom")

@@ -1,0 +1,52 @@
+"""`servelab run` flags that depend on the target: the built-in server's own flags (refused
+with a URL target, where they would be stored as if true) and the flags for any
+OpenAI-compatible server (`--header`, `--extra-body`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from servelab import layers
+from servelab.errors import UserError
+from servelab.headers import parse_header
+
+BUILTIN_PANEL = "Built-in server"  # the rich help panel of every flag that configures it
+
+
+def refuse_builtin_flags(ctx, target: str) -> None:
+    """One error line when a built-in-server flag was given on the command line with a URL
+    target (given: by the click parameter source, so a default never counts)."""
+    if target == "builtin":
+        return
+    given = layers.given_by(ctx)
+    for param in ctx.command.params:
+        if getattr(param, "rich_help_panel", None) == BUILTIN_PANEL and given(param.name):
+            flag = max(param.opts, key=len)
+            hint = "; the model name sent to your server is --served-model" if param.name == "model" else ""
+            raise UserError(f"{flag} configures the built-in server; it has no effect on --target URL{hint}")
+
+
+def parse_headers(values: list[str] | None) -> dict[str, str]:
+    """`--header 'K: V'` (repeatable) -> {K: V}; a malformed one is one error line."""
+    out: dict[str, str] = {}
+    for text in values or []:
+        try:
+            name, value = parse_header(text)
+        except ValueError as exc:
+            raise UserError(f"--header: {exc}") from None
+        out[name] = value
+    return out
+
+
+def parse_extra_body(text: str | None) -> dict[str, Any]:
+    """`--extra-body '{"top_k": 1}'` -> a dict merged into every request body."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--extra-body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UserError('--extra-body must be a JSON object, e.g. \'{"top_k": 1}\'')
+    return value
