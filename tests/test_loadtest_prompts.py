@@ -62,7 +62,7 @@ def test_body_factory_is_reproducible_per_producer_and_varies_per_request():
 
 
 def test_body_factory_exact_prompt_length_and_max_tokens_override():
-    factory = prompts.BodyFactory(LoadConfig(prompt_tokens=100, max_tokens=64), True, "w0")
+    factory = prompts.BodyFactory(LoadConfig(prompt_tokens=100, max_tokens=64, ignore_eos=True), True, "w0")
     data, count = factory.next(max_tokens=8)
     body = json.loads(data)
     assert len(body["prompt"]) == 100 and count == 100

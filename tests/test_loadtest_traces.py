@@ -111,7 +111,7 @@ def test_shared_hash_ids_share_prompt_blocks():
 
 
 def test_bodies_ask_for_the_trace_output_exactly():
-    load = LoadConfig(workload="trace", trace_path=str(AZURE), output_cap=32)
+    load = LoadConfig(workload="trace", trace_path=str(AZURE), output_cap=32, ignore_eos=True)
     body = prompts.BodyFactory(load, True, "w0", traces.read_trace(AZURE), 1).next_body()
     sent = json.loads(body.data)
     assert (body.prompt_tokens, body.max_tokens) == (396, 32)
