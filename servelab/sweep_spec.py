@@ -22,10 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from servelab.config import LoadConfig, RunConfig, SamplerConfig, ServerConfig, SLOTerm
 from servelab.errors import UserError
+from servelab.headers import redacted
 
 # Fields of `workload` that the sweep itself decides (per point) or that would make a
 # point several loads: the search owns the load, the spec owns duration and seed.
@@ -109,6 +110,11 @@ class SweepSpec(_Model):
     workload: dict[str, Any] = Field(default_factory=dict, description="LoadConfig fields for every point")
     profile: SamplerConfig = Field(default_factory=SamplerConfig)
     setups: dict[str, SetupSpec] = Field(min_length=1)
+
+    @field_serializer("workload")
+    def _hide_secrets(self, v: dict[str, Any]) -> dict[str, Any]:
+        """The stored spec keeps header names only where they look like credentials (servelab/headers.py)."""
+        return {**v, "headers": redacted(v["headers"])} if isinstance(v.get("headers"), dict) else v
 
     @field_validator("slo")
     @classmethod

@@ -51,6 +51,7 @@ class QuirkServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real servers: each chunk leaves when written
 
             def log_message(self, *args):  # quiet
                 pass
