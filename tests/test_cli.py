@@ -118,6 +118,7 @@ def test_open_loop_run_json_matches_summary_and_runs(cli, tmp_path):
     assert s["status"] == "completed"
     assert isinstance(s["requests"], int) and s["requests"] > 0
     assert s["errors"] == 0
+    assert s["length_forcing"] is True  # the built-in server accepts ignore_eos/min_tokens
     for key in ("req_s", "output_tok_s", "goodput_req_s"):
         assert isinstance(s[key], float) and s[key] > 0, (key, s[key])
     assert 0 <= s["slo_attainment"] <= 1

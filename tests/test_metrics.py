@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.metrics import (
-    e2e_ns, is_ok, itl_ns, max_itl_ns, output_tokens, pooled_itl_ns, prompt_tokens,
-    schedule_lag_ns, tpot_ns, ttft_ns, ttft_sched_ns,
+    e2e_ns, is_ok, itl_ns, itl_token_ns, max_itl_ns, output_tokens, pooled_itl_ns, prompt_tokens,
+    schedule_lag_ns, tokens_per_gap, tpot_ns, ttft_ns, ttft_sched_ns,
 )
 from analysis.records import as_records, field
 from analysis.stats import percentile, percentiles
@@ -56,6 +56,17 @@ def test_tpot_prefers_server_usage_and_counts_the_tail():
     assert output_tokens(r) == 7
     assert tpot_ns(r) == 10 * MS  # (100 - 40) / (7 - 1)
     assert output_tokens(rec()) == 5  # no usage: the client's chunk count
+
+
+def test_itl_per_token_spreads_packed_tokens_over_the_chunk_gaps():
+    # 3 content chunks carrying 9 tokens: 8 tokens after the first chunk over 2 gaps of 20 ms
+    r = rec(chunks_ms=(40, 60, 80), t_last=100, output_tokens=9)
+    assert itl_ns(r) == [20 * MS, 20 * MS] and tokens_per_gap(r) == 4.0
+    assert itl_token_ns(r) == [5 * MS, 5 * MS]
+    one_each = rec(chunks_ms=(40, 60, 80), t_last=100, output_tokens=3)
+    assert itl_token_ns(one_each) == itl_ns(one_each)
+    no_usage = rec(chunks_ms=(40, 60, 80), t_last=100)  # usage absent: every chunk counts as one token
+    assert tokens_per_gap(no_usage) == 1.0 and itl_token_ns(no_usage) == [20 * MS, 20 * MS]
 
 
 def test_not_applicable_is_none_never_zero():

@@ -178,3 +178,32 @@ def test_outputs_shorter_than_asked_are_recorded_but_do_not_fail():
     assert c["output_shorter_than_asked_frac"] == pytest.approx(0.25)
     assert c["passed"]
     assert self_check([rec(i) for i in range(5)], [open_step(5)])["output_shorter_than_asked_frac"] is None
+
+
+def test_packed_chunks_pass_on_any_server_but_not_where_one_token_per_chunk_is_promised():
+    """vLLM under load packs several tokens into a chunk: usage 8 over 3 chunks is normal there."""
+    packed = [rec(i, out=8, out_client=3) for i in range(100)]
+    c = self_check(packed, [open_step(100)], one_token_per_chunk=False)
+    assert c["passed"] and c["usage_vs_client_token_mismatch_frac"] == 0.0
+    assert self_check(packed, [open_step(100)], one_token_per_chunk=True)["usage_vs_client_token_mismatch_frac"] == 1.0
+    impossible = packed[:98] + [rec(98, out=8, out_client=9), rec(99, out=2, out_client=5)]  # more chunks than tokens
+    c = self_check(impossible, [open_step(100)], one_token_per_chunk=False)
+    assert c["usage_vs_client_token_mismatch_frac"] == pytest.approx(0.02) and not c["passed"]
+
+
+def test_mostly_failed_requests_fail_with_the_commonest_error_and_cancelled_ones_do_not_count():
+    def failed(i, status="http_error", http=503, error="queue full"):
+        return {**rec(i, status=status), "http_status": http, "error": error}
+
+    records = ([rec(i) for i in range(40)] + [failed(40 + i) for i in range(50)]
+               + [failed(90 + i, "stream_error", 200, "engine  died") for i in range(10)])
+    c = self_check(records, [open_step(100)])
+    assert c["error_frac"] == pytest.approx(0.6) and not c["passed"]
+    assert c["commonest_error"] == "http_error 503: queue full (50 of 60 failed)"
+    assert c["reasons"] == ["60% of requests failed (> 50%); commonest: http_error 503: queue full (50 of 60 failed)"]
+    half = [rec(i) for i in range(50)] + [failed(50 + i) for i in range(50)]
+    half += [{**rec(100 + i, status="cancelled"), "error": "still in flight"} for i in range(30)]
+    c = self_check(half, [open_step(130)])
+    assert c["error_frac"] == 0.5 and not any("failed" in r for r in c["reasons"])
+    assert self_check([rec(i) for i in range(10)], [open_step(10)])["commonest_error"] is None
+    assert self_check([], [open_step(0)])["error_frac"] is None

@@ -43,8 +43,11 @@ class QuirkServer:
     it got; `refuse_forcing` answers bodies with ignore_eos/min_tokens with HTTP 422."""
 
     def __init__(self, stream: Stream, models: tuple[str, ...] = ("tiny-llama",), gap_s: float = 0.005,
-                 refuse_forcing: bool = False):
+                 refuse_forcing: bool = False, refusal: tuple[int, bytes] | None = None, refuse_all: bool = False):
         self.stream, self.models, self.gap_s, self.refuse_forcing = stream, models, gap_s, refuse_forcing
+        detail = [{"loc": ["body", "ignore_eos"], "msg": "Extra inputs are not permitted"}]
+        self.refusal = refusal or (422, json.dumps({"detail": detail}).encode())
+        self.refuse_all = refuse_all
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
         server = self
@@ -65,9 +68,8 @@ class QuirkServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.bodies.append(body)
                 server.headers.append(dict(self.headers))
-                if server.refuse_forcing and ("ignore_eos" in body or "min_tokens" in body):
-                    detail = [{"loc": ["body", "ignore_eos"], "msg": "Extra inputs are not permitted"}]
-                    self._whole(422, json.dumps({"detail": detail}).encode())
+                if server.refuse_all or (server.refuse_forcing and ("ignore_eos" in body or "min_tokens" in body)):
+                    self._whole(*server.refusal)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -233,6 +235,22 @@ def test_refused_length_forcing_goes_on_without_it_says_so_once_and_stores_it(cl
     assert len(server.bodies) - len(measured) == 2  # only the two probes carried them
     assert recs and all(r["status"] in ("ok", "cancelled") for r in recs)
     assert s["self_check"]["passed"], s["self_check"]["reasons"]
+
+
+@pytest.mark.slow
+def test_a_plain_400_to_the_probe_alone_is_a_refusal_too(cli, tmp_path, quirk):
+    server = quirk(one_token_chunks, refuse_forcing=True, refusal=(400, b'{"error": {"message": "bad request"}}'))
+    s, err = run_json(cli, server.url)
+    assert "refused ignore_eos/min_tokens (HTTP 400)" in err and s["length_forcing"] is False
+    assert s["self_check"]["passed"] and s["errors"] == 0
+
+
+def test_a_target_that_rejects_every_request_is_one_line_naming_its_answer(cli, tmp_path, quirk):
+    server = quirk(one_token_chunks, refuse_all=True, refusal=(400, b'{"error": {"message": "unknown model"}}'))
+    res = cli("run", "--target", server.url, *LOAD, timeout=120)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "rejected the warm-up request: HTTP 400" in res.stderr and "unknown model" in res.stderr
+    assert len(server.bodies) == 2 and "ignore_eos" not in server.bodies[1]  # asked again without them
 
 
 # --- headers and extra body: sent, and no secret stored ------------------------------------------
