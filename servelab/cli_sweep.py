@@ -39,7 +39,12 @@ def sweep(
         stored = store_sweeps.get_sweep(store, resume)
         if spec is not None and not spec_matches(stored["spec"], read_spec(spec)):
             raise UserError(f"{spec} is not the spec sweep {resume} started with: resume without it")
-        parsed, spec_path = SweepSpec.model_validate(stored["spec"]), stored.get("spec_path") or ""
+        # The spec file holds what the stored spec cannot: credential header values.
+        parsed = read_spec(spec) if spec is not None else SweepSpec.model_validate(stored["spec"])
+        spec_path = stored.get("spec_path") or ""
+        if withheld := parsed.withheld_headers():
+            raise UserError(f"sweep {resume} sends headers whose values are never stored ({', '.join(withheld)}): "
+                            f"resume with its spec file: servelab sweep SPEC --resume {resume}")
     else:
         parsed, spec_path = read_spec(spec), spec
     err = stderr_console()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from servelab import headers as header_rules
 
@@ -220,8 +220,7 @@ class LoadConfig(_Model):
     prefix_tokens: int = Field(0, ge=0, description="tokens of each shared prefix (the rest of a prompt is fresh)")
     seed: int = 0
     served_model: str | None = Field(
-        None, validation_alias=AliasChoices("served_model", "model"),
-        description="model name sent to the target; None with a URL target: the first id of its /v1/models")
+        None, description="model name sent to the target; None with a URL target: the first id of its /v1/models")
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (gateways); "
                                     "credential-like values are never stored (servelab/headers.py)")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="fields merged into every request "
@@ -233,6 +232,17 @@ class LoadConfig(_Model):
                                               "e.g. {high: 0.2, low: 0.8}")
     api_key_env: str | None = Field(None, description="name of an env var holding one bearer token "
                                     "for every request (external targets)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_model_key(cls, data: Any) -> Any:
+        """`model` was this field's name (SERVELAB_LOAD_MODEL, older config files and stored runs)."""
+        if isinstance(data, dict) and "model" in data:
+            data = dict(data)
+            old = data.pop("model")
+            if data.get("served_model") is None:
+                data["served_model"] = old
+        return data
 
     @field_validator("headers")
     @classmethod

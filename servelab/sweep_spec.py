@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 
 from servelab.config import LoadConfig, RunConfig, SamplerConfig, ServerConfig, SLOTerm
 from servelab.errors import UserError
-from servelab.headers import redacted
+from servelab.headers import REDACTED, redacted
 
 # Fields of `workload` that the sweep itself decides (per point) or that would make a
 # point several loads: the search owns the load, the spec owns duration and seed.
@@ -115,6 +115,11 @@ class SweepSpec(_Model):
     def _hide_secrets(self, v: dict[str, Any]) -> dict[str, Any]:
         """The stored spec keeps header names only where they look like credentials (servelab/headers.py)."""
         return {**v, "headers": redacted(v["headers"])} if isinstance(v.get("headers"), dict) else v
+
+    def withheld_headers(self) -> list[str]:
+        """Headers of the workload whose value was withheld from the stored spec (REDACTED)."""
+        headers = self.workload.get("headers")
+        return [k for k, v in headers.items() if v == REDACTED] if isinstance(headers, dict) else []
 
     @field_validator("slo")
     @classmethod

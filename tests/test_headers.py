@@ -49,3 +49,15 @@ def test_load_config_refuses_unsendable_headers_and_takes_the_old_model_key():
     with pytest.raises(ValueError, match="line break"):
         LoadConfig(headers={"X-A": "a\r\nX-B: b"})
     assert LoadConfig(model="m").served_model == "m" == LoadConfig(served_model="m").served_model
+
+
+def test_a_sweep_spec_is_stored_without_credential_values_and_knows_what_it_withheld():
+    from servelab.sweep_spec import SweepSpec
+
+    spec = SweepSpec(name="gw", slo="ttft_p99<=500ms", search={"kind": "grid", "rates": [1]},
+                     workload={"headers": {"X-Api-Key": "sk-9", "X-Tenant": "a"}, "served_model": "m"},
+                     setups={"gw": {"target": "http://127.0.0.1:9"}})
+    assert spec.load_for(1.0, 0).headers == {"X-Api-Key": "sk-9", "X-Tenant": "a"}  # what the points send
+    stored = spec.model_dump(mode="json")
+    assert "sk-9" not in json.dumps(stored) and stored["workload"]["served_model"] == "m"
+    assert spec.withheld_headers() == [] and SweepSpec.model_validate(stored).withheld_headers() == ["X-Api-Key"]
