@@ -128,3 +128,12 @@ def test_a_whole_openai_chat_stream():
     parser, kinds = feed_all(stream)
     assert kinds.count(sse.CONTENT) == 2
     assert parser.done and parser.error is None and parser.output_tokens == 2
+
+
+def test_finish_reason_is_remembered_and_null_ones_do_not_count():
+    p = sse.SSEParser()
+    p.feed(b'data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n')
+    p.feed(b'data:{"choices":[{"index":0,"text":"","finish_reason":""}]}\r\n')
+    assert not p.finished
+    assert p.feed(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n') == sse.EMPTY
+    assert p.finished and not p.done
