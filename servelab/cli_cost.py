@@ -41,10 +41,8 @@ def load_sweep(sweep_id: str | None, from_json: str | None, store: str) -> dict:
         return data
     if not sweep_id:
         raise UserError("name a sweep (SWEEP_ID) or a saved result (--from-json FILE)")
-    try:
-        from servelab.sweeps import sweep_summary
-    except ImportError:
-        raise UserError("this servelab cannot read sweeps from the store yet: pass --from-json FILE") from None
+    from servelab.sweeps import sweep_summary
+
     return sweep_summary(store, sweep_id)
 
 
