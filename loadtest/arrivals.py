@@ -4,7 +4,7 @@ Ramps are inhomogeneous Poisson processes made by time rescaling: if s_1 < s_2 <
 the arrivals of a rate-1 Poisson process, then t_i = L^-1(s_i) are the arrivals of a
 process with rate r(t), where L(t) = integral_0^t r(u) du is the cumulative rate. So the
 expected number of arrivals in [0, T] is L(T). Every generator yields int ns offsets from
-t0, lazily, bounded like `loadtest.schedules`. Pure: no I/O, no clock.
+t0, lazily, bounded like `loadtest.schedules` (`loadtest.offsets`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from loadtest.schedules import _BLOCK, NS, _bounded
+from loadtest.offsets import BLOCK, NS, bounded
 
 
 def _unit_poisson(seed: int) -> Iterator[float]:
@@ -22,7 +22,7 @@ def _unit_poisson(seed: int) -> Iterator[float]:
     rng = np.random.default_rng(seed)
     s = 0.0
     while True:
-        for gap in rng.exponential(1.0, _BLOCK).tolist():
+        for gap in rng.exponential(1.0, BLOCK).tolist():
             s += gap
             yield s
 
@@ -49,7 +49,7 @@ def linear_ramp(rate_start: float, rate_end: float, duration_s: float, seed: int
                 return
             yield round(2 * s / denom * NS)
 
-    return _bounded(offsets(), duration_s, max_requests)
+    return bounded(offsets(), duration_s, max_requests)
 
 
 def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: int,
@@ -74,7 +74,7 @@ def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: in
                 return
             yield round((seg_t + (s - seg_l) / steps[seg][0]) * NS)
 
-    return _bounded(offsets(), duration_s, max_requests)
+    return bounded(offsets(), duration_s, max_requests)
 
 
 def trace_replay(t_s: np.ndarray, time_scale: float, start_s: float, duration_s: float,
@@ -87,7 +87,7 @@ def trace_replay(t_s: np.ndarray, time_scale: float, start_s: float, duration_s:
     if time_scale <= 0:
         raise ValueError("time_scale must be positive")
     first = int(np.searchsorted(t_s, start_s, side="left"))
-    return _bounded((round((float(t) - start_s) / time_scale * NS) for t in t_s[first:]),
+    return bounded((round((float(t) - start_s) / time_scale * NS) for t in t_s[first:]),
                     duration_s, max_requests)
 
 

@@ -14,17 +14,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from loadtest import arrivals
+from loadtest.offsets import BLOCK, NS, bounded
 from servelab.config import LoadConfig
 
-NS = 1_000_000_000
-_BLOCK = 4096  # exponential gaps drawn per numpy call
-
-
-def _bounded(offsets: Iterator[int], duration_s: float, max_requests: int | None) -> Iterator[int]:
-    """Offsets strictly before the end of the step, at most `max_requests` of them."""
-    end_ns = round(duration_s * NS)
-    within = itertools.takewhile(lambda t: t < end_ns, offsets)
-    return within if max_requests is None else itertools.islice(within, max_requests)
+__all__ = ["NS", "constant", "gamma", "poisson", "schedule_for"]
 
 
 def constant(rate: float, duration_s: float, max_requests: int | None = None) -> Iterator[int]:
@@ -35,7 +29,7 @@ def constant(rate: float, duration_s: float, max_requests: int | None = None) ->
     if rate <= 0:
         raise ValueError("rate must be positive")
     gap = NS / rate
-    return _bounded((round(i * gap) for i in itertools.count()), duration_s, max_requests)
+    return bounded((round(i * gap) for i in itertools.count()), duration_s, max_requests)
 
 
 def poisson(rate: float, duration_s: float, seed: int, max_requests: int | None = None) -> Iterator[int]:
@@ -46,14 +40,14 @@ def poisson(rate: float, duration_s: float, seed: int, max_requests: int | None 
     """
     if rate <= 0:
         raise ValueError("rate must be positive")
-    return _bounded(_poisson_offsets(rate, seed), duration_s, max_requests)
+    return bounded(_poisson_offsets(rate, seed), duration_s, max_requests)
 
 
 def _poisson_offsets(rate: float, seed: int) -> Iterator[int]:
     rng = np.random.default_rng(seed)
     t = 0.0  # float seconds, summed in float64 so gaps do not lose their fractions of ns
     while True:
-        for gap in rng.exponential(1.0 / rate, _BLOCK).tolist():
+        for gap in rng.exponential(1.0 / rate, BLOCK).tolist():
             t += gap
             yield round(t * NS)
 
@@ -67,14 +61,14 @@ def gamma(rate: float, duration_s: float, shape: float, seed: int,
     """
     if rate <= 0 or shape <= 0:
         raise ValueError("rate and shape must be positive")
-    return _bounded(_gamma_offsets(rate, shape, seed), duration_s, max_requests)
+    return bounded(_gamma_offsets(rate, shape, seed), duration_s, max_requests)
 
 
 def _gamma_offsets(rate: float, shape: float, seed: int) -> Iterator[int]:
     rng = np.random.default_rng(seed)
     t = 0.0
     while True:
-        for gap in rng.gamma(shape, 1.0 / (rate * shape), _BLOCK).tolist():
+        for gap in rng.gamma(shape, 1.0 / (rate * shape), BLOCK).tolist():
             t += gap
             yield round(t * NS)
 
@@ -82,8 +76,6 @@ def _gamma_offsets(rate: float, shape: float, seed: int) -> Iterator[int]:
 def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
     """The arrival schedule an open-loop `LoadConfig` asks for (`trace_t_s`: the trace's
     arrival seconds, for arrival='trace')."""
-    from loadtest import arrivals
-
     if load.mode != "open":
         raise ValueError("only open-loop load has an arrival schedule (mode='open' with a rate)")
     n = load.max_requests

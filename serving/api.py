@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from servelab.config import ServerConfig
 from serving import prompts, schemas
 from serving.admission import AdmissionController, Admitted, load_api_keys
-from serving.errors import ApiError
+from serving.errors import ApiError, read_body
 from serving.generation import GENERATED, Backend, Generation, GenRequest
 from serving.jobs import jobs_router
 from serving.metrics import ServerMetrics
@@ -134,21 +134,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the log (no request content in it); the client gets JSON.
         return ApiError(500, "internal server error", code="internal_error").response()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
-                       code="body_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", code="body_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class _CompletionHandler:

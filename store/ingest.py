@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from servelab.spoolfile import REQUEST_KEYS, SAMPLE_KEYS, STEP_KEYS
 from store.runs import (
     pending_steps, release_lock, remove_empty_spool, run_spool_dir, spool_files,
     spool_root, try_lock,
@@ -25,22 +26,24 @@ from store.schema import StoreBusyError, StoreError, connect_read, connect_write
 
 _I64, _I32, _F64, _STR = pa.int64(), pa.int32(), pa.float64(), pa.string()
 
-REQUEST_COLUMNS: dict[str, pa.DataType] = {
+# Arrow types of the spool contract's keys (servelab/spoolfile.py): the `requests` and
+# `samples` columns are run_id, step, then a line's keys in order. A key without a type here
+# fails at import, so the contract and the tables cannot drift apart unnoticed.
+_TYPES: dict[str, pa.DataType] = {
     "run_id": _STR, "step": _I32, "req_id": _STR, "producer": _STR, "user_id": _I32,
     "t_sched_ns": _I64, "t_send_ns": _I64, "wall_send_ns": _I64, "t_first_ns": _I64,
     "t_last_ns": _I64, "chunk_ns": pa.list_(_I64), "status": _STR, "http_status": _I32,
     "error": _STR, "prompt_tokens": _I32, "output_tokens": _I32,
     "prompt_tokens_client": _I32, "output_tokens_client": _I32, "max_tokens": _I32,
-    "server": _STR,
-}
-SAMPLE_COLUMNS: dict[str, pa.DataType] = {
-    "run_id": _STR, "step": _I32, "producer": _STR, "source": _STR, "device": _STR,
+    "server": _STR, "source": _STR, "device": _STR,
     "t_ns": _I64, "wall_ns": _I64, "power_w": _F64, "energy_j": _F64,
     "gpu_util_pct": _F64, "mem_util_pct": _F64, "mem_used_bytes": _I64,
     "mem_total_bytes": _I64, "sm_clock_mhz": _F64, "mem_clock_mhz": _F64, "temp_c": _F64,
     "throttle_reasons": _I64, "proc_gpu_mem_bytes": _I64, "cpu_pct": _F64,
     "rss_bytes": _I64, "pid": _I32, "role": _STR,
-}
+}  # fmt: skip
+REQUEST_COLUMNS: dict[str, pa.DataType] = {k: _TYPES[k] for k in (*STEP_KEYS, *REQUEST_KEYS)}
+SAMPLE_COLUMNS: dict[str, pa.DataType] = {k: _TYPES[k] for k in (*STEP_KEYS, *SAMPLE_KEYS)}
 
 
 @dataclass

@@ -68,6 +68,17 @@ def test_first_migration_creates_exactly_the_documented_columns(tmp_path):
             assert _columns(con, table) == cols, table
 
 
+def test_the_spool_contract_is_the_tables_columns(tmp_path):
+    """One record contract: a spool line's keys, in order, after run_id and step, are the
+    `requests` (and `samples`) table's columns, and the ingest maps exactly those."""
+    from servelab.spoolfile import REQUEST_KEYS, SAMPLE_KEYS, STEP_KEYS
+    from store.ingest import REQUEST_COLUMNS, SAMPLE_COLUMNS
+
+    with connect_write(tmp_path / "s.duckdb") as con:
+        assert [c for c, _ in _columns(con, "requests")] == [*STEP_KEYS, *REQUEST_KEYS] == list(REQUEST_COLUMNS)
+        assert [c for c, _ in _columns(con, "samples")] == [*STEP_KEYS, *SAMPLE_KEYS] == list(SAMPLE_COLUMNS)
+
+
 def test_primary_keys(tmp_path):
     with connect_write(tmp_path / "s.duckdb") as con:
         pks = con.execute(
