@@ -22,7 +22,7 @@ from store.runs import (
     pending_steps, release_lock, remove_empty_spool, run_spool_dir, spool_files,
     spool_root, try_lock,
 )
-from store.schema import StoreBusyError, StoreError, connect_read, connect_write, utcnow
+from store.schema import StoreBusyError, StoreError, connect_read, connect_write, upgrade, utcnow
 
 _I64, _I32, _F64, _STR = pa.int64(), pa.int32(), pa.float64(), pa.string()
 
@@ -309,9 +309,14 @@ def recover(path: str | Path) -> list[str]:
     A run directory is recovered when its `.lock` can be taken (no live owner) and its
     run row is still `running` or it still holds spool files. Runs that finished keep
     their status; only their leftover spool is ingested. A run is skipped (left for the
-    next call) while another process keeps the store busy. Opens no connection when
-    `<store>.spool/` has no run directories.
+    next call) while another process keeps the store busy. First, a store written by an
+    older servelab is upgraded (`schema.upgrade`): the commands that call this may write,
+    while every read-only open never does.
     """
+    try:
+        upgrade(path)
+    except StoreBusyError:
+        pass  # a writer holds it, and so has migrated it; the read that follows says so if not
     root = spool_root(path)
     if not root.is_dir():
         return []
