@@ -26,15 +26,14 @@ from servelab.cli_common import (
 )
 
 
-def _check_semantic(cfg) -> None:
-    """The semantic cache's packages are optional: asking for it without them is one line."""
-    if cfg.semantic_cache:
-        from serving.semantic import missing_packages
-        from servelab.errors import UserError
+def _check_extras(cfg) -> None:
+    """The built-in server and its semantic cache are extras (servelab/extras.py): asking
+    for them without their packages is one line, before anything starts."""
+    from servelab import extras
 
-        problem = missing_packages()
-        if problem:
-            raise UserError(problem)
+    extras.require("server")
+    if cfg.semantic_cache:
+        extras.require("semantic")
 
 
 def server_config(ctx: typer.Context, config: str | None, values: dict[str, Any], environ=os.environ):
@@ -86,7 +85,7 @@ def serve(ctx: typer.Context, config: ConfigOpt = None, **values: Any) -> None:
     cfg = server_config(ctx, config, values)
     if cfg.calib_log and not cfg.calibration:
         raise UserError("--calib-log needs --calibration (only the known-timing mode writes that log)")
-    _check_semantic(cfg)
+    _check_extras(cfg)
     if cfg.replicas > 1:
         from servelab.replicas import serve_replicas
 
@@ -116,7 +115,7 @@ def run(ctx: typer.Context, config: ConfigOpt = None, store: StoreOpt = DEFAULT_
     """
     cfg = run_config(ctx, config, values)
     if cfg.target == "builtin":
-        _check_semantic(cfg.server)
+        _check_extras(cfg.server)
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))

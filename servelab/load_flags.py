@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from servelab.config import LoadConfig
+from servelab.datafiles import data_path
 from servelab.errors import UserError
 
 
@@ -24,6 +25,19 @@ def parse_rate_steps(text: str | None) -> list[tuple[float, float]] | None:
         return [(float(r), float(s)) for r, s in (part.split(":") for part in text.split(","))]
     except ValueError:
         raise UserError(f"bad --rate-steps {text!r}: use rate:seconds pairs, e.g. 10:30,40:30") from None
+
+
+def _data_file(path: str | None) -> str | None:
+    """An absolute path; `data/...` that is not here names servelab's own data files (a
+    regular install carries them inside the package: servelab/datafiles.py)."""
+    if not path:
+        return None
+    p = Path(path)
+    if not p.exists() and not p.is_absolute() and p.parts[0] == "data":
+        shipped = data_path(*p.parts[1:])
+        if shipped.exists():
+            return str(shipped)
+    return str(p.resolve())
 
 
 def build_load(fields: dict[str, Any]) -> LoadConfig:
@@ -42,8 +56,7 @@ def build_load(fields: dict[str, Any]) -> LoadConfig:
         fields["rate_steps"] = parse_rate_steps(fields["rate_steps"])
     load = LoadConfig(mode=mode, users=users or 1, rate=rate, arrival=arrival,
                       workload=workload or ("dataset" if dataset else "trace" if trace else "fixed"),
-                      dataset_path=str(Path(dataset).resolve()) if dataset else None,
-                      trace_path=str(Path(trace).resolve()) if trace else None, **fields)
+                      dataset_path=_data_file(dataset), trace_path=_data_file(trace), **fields)
     if load.trace_path:
         from loadtest.traces import read_trace
 

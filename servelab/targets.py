@@ -33,6 +33,9 @@ def normalize_url(url: str) -> str:
 def builtin_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iterator[Target]:
     """Run `python -m serving` with `cfg` for the duration of the block; yields its Target.
     With `cfg.replicas` > 1: that many servers behind HAProxy (servelab/replicas.py)."""
+    from servelab import extras
+
+    extras.require("server")  # one line now, not a traceback from the server process
     if cfg.replicas > 1:
         with replicated_server(cfg, start_timeout_s) as target:
             yield target

@@ -42,7 +42,7 @@ def missing_packages() -> str | None:
     absent = [pip for mod, pip in PACKAGES.items() if not _importable(mod)]
     if not absent:
         return None
-    return f"the semantic cache needs {' and '.join(absent)}: pip install {' '.join(absent)}"
+    return f"the semantic cache needs the semantic extra ({', '.join(absent)}): pip install 'servelab[semantic]'"
 
 
 def _importable(module: str) -> bool:

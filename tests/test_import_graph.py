@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("servelab", "serving", "loadtest", "profilers", "analysis", "store", "dashboard")
-GROUND = {"servelab.config", "servelab.errors", "servelab.spoolfile"}  # the ground floor: imports nothing of the project
+GROUND = {"servelab.config", "servelab.errors", "servelab.spoolfile", "servelab.datafiles"}  # the ground floor: imports nothing of the project
 
 # Which of the project's layers each package may import (docs/architecture.md, "Package boundaries").
 # "ground" is the ground floor; `servelab` (the composition root) may import everything.
