@@ -7,7 +7,7 @@ requests its windows slowed. Pure: takes the rows (store/load.py reads them), no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import pandas as pd
@@ -21,14 +21,19 @@ TOP_OPERATORS = 10
 class StoredRun(Protocol):
     """A run's rows as the store gives them (store.load.RunData)."""
 
-    run: Mapping[str, Any]
-    steps: list[dict[str, Any]]
-    requests: pd.DataFrame
-    samples: pd.DataFrame
-    operators: list[dict[str, Any]]
+    @property
+    def run(self) -> Mapping[str, Any]: ...
+    @property
+    def steps(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def requests(self) -> pd.DataFrame: ...
+    @property
+    def samples(self) -> pd.DataFrame: ...
+    @property
+    def operators(self) -> Sequence[Mapping[str, Any]]: ...
 
 
-def top_operators(rows: list[dict], n: int = TOP_OPERATORS) -> list[dict]:
+def top_operators(rows: Sequence[Mapping[str, Any]], n: int = TOP_OPERATORS) -> list[Mapping[str, Any]]:
     """The first `n` operators of each profiled step (rows come ordered by step, rank)."""
     return [r for r in rows if (r.get("rank") or 0) <= n]
 

@@ -84,7 +84,7 @@ def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
             raise ValueError("trace arrivals need the trace's timestamps")
         return arrivals.trace_replay(trace_t_s, load.time_scale, load.trace_start_s, load.duration_s, n)
     if load.arrival == "steps":
-        return arrivals.rate_steps(load.rate_steps, load.duration_s, load.seed, n)
+        return arrivals.rate_steps(load.rate_steps or [], load.duration_s, load.seed, n)
     if load.rate is None:
         raise ValueError("only open-loop load has an arrival schedule (mode='open' with a rate)")
     if load.arrival == "constant":
@@ -94,5 +94,6 @@ def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
     if load.arrival == "gamma":
         return gamma(load.rate, load.duration_s, load.burstiness, load.seed, n)
     if load.arrival == "ramp":
+        assert load.rate_end is not None, "LoadConfig requires rate_end for a ramp"
         return arrivals.linear_ramp(load.rate, load.rate_end, load.duration_s, load.seed, n)
     raise ValueError(f"unknown arrival policy {load.arrival!r}")

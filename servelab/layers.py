@@ -89,7 +89,7 @@ def _value(raw: str) -> Any:
 
 def layered(config_file: str | None, environ: Mapping[str, str], serve: bool = False) -> dict[str, dict[str, Any]]:
     """File, then environment, by section (`serve`: a file may be a bare ServerConfig)."""
-    base = {s: {} for s in SECTIONS}
+    base: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     if config_file:
         data = read_file(config_file)
         if serve and "server" not in data:

@@ -136,7 +136,7 @@ def replicated_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iter
         threading.Thread(target=drain, args=(proc.stderr, err_tail), daemon=True).start()
         try:
             _wait_front(proc, url, err_tail, start_timeout_s)
-            yield Target(url, replicas[0].pid, tuple(t.pid for t in replicas), proc.pid,
+            yield Target(url, replicas[0].pid, tuple(t.pid for t in replicas if t.pid is not None), proc.pid,
                          tuple(t.url for t in replicas))
         finally:
             stop(proc)

@@ -76,6 +76,7 @@ def server_processes(cfg: ServerConfig, n: int, start_timeout_s: float = 120.0) 
 
 def _wait_ready(proc: subprocess.Popen, err_tail: deque, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None, "started with stdout=PIPE"
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:

@@ -74,6 +74,7 @@ class _Sum:
 
 
 def _relay(proc: subprocess.Popen, i: int, summed: _Sum) -> None:
+    assert proc.stdout is not None, "started with stdout=PIPE"
     for line in proc.stdout:
         if line.startswith("{"):
             with contextlib.suppress(ValueError):

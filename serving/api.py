@@ -152,7 +152,8 @@ class _CompletionHandler:
         endpoint = "chat" if chat else "completions"
         try:
             body = await read_body(request, self.cfg.max_body_bytes)
-            req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+            req: schemas.ChatRequest | schemas.CompletionRequest = (
+                schemas.parse(body, schemas.ChatRequest) if chat else schemas.parse(body, schemas.CompletionRequest))
             gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
             admitted = self._admit(request, gen_req)
         except ApiError as exc:
@@ -198,7 +199,8 @@ class _CompletionHandler:
 
     def parse(self, body: bytes, chat: bool, t_recv_ns: int) -> tuple[schemas._Common, GenRequest, int]:
         """A request body validated as the endpoint would (ApiError if not): for jobs."""
-        req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+        req: schemas.ChatRequest | schemas.CompletionRequest = (
+            schemas.parse(body, schemas.ChatRequest) if chat else schemas.parse(body, schemas.CompletionRequest))
         gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
         return req, gen_req, prompt_tokens
 

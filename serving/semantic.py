@@ -112,7 +112,7 @@ class SemanticIndex:
         """(nearest match, whether it is a hit); a hit becomes the most recently used."""
         match = self.nearest(params, vec)
         hit = match is not None and match.similarity >= threshold
-        if hit:
+        if match is not None and hit:
             self._entries.move_to_end(self._by_prompt[(params, match.prompt_hash)])
         return match, hit
 

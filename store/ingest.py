@@ -187,7 +187,10 @@ def client_figures(spool: Spool) -> dict[str, Any]:
     client_cpu_pct and client_stall_max_ms (max over producers and over both events: issuing,
     and issuing plus drain), scheduled and capped (sums over producers, the last event saying;
     None if none did)."""
-    cpu, stall, scheduled, capped = [], [], [], []
+    cpu: list[float] = []
+    stall: list[float] = []
+    scheduled: list[int] = []
+    capped: list[int] = []
     for events in spool.meta.values():
         said = [e for e in events if e.get("event") in ("stop", "end")]
         cpu.extend(e["cpu_pct"] for e in said if _number(e.get("cpu_pct")))
