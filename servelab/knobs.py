@@ -14,10 +14,11 @@ the flags, the environment and the file to agreement.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -212,7 +213,7 @@ def with_knobs(command: str, defaults: dict[str, Any] | None = None) -> Callable
         made = []
         for k in knobs(command):
             if defaults and k.param in defaults:
-                k = Knob(**{**k.__dict__, "default": defaults[k.param]})
+                k = dataclasses.replace(k, default=defaults[k.param])
             made.append(k.option())
         fn.__signature__ = sig.replace(parameters=[*own, *made])  # type: ignore[attr-defined]
         return fn
@@ -236,8 +237,3 @@ def flag_sections(command: str, values: dict[str, Any],
         if was_given:
             chosen.add((k.section, k.field))
     return out, chosen
-
-
-def names(command: str) -> Iterable[tuple[str, str, str]]:
-    """(section, field, flag) of every option of `command`: the documentation's table."""
-    return ((k.section, k.field, k.flag) for k in knobs(command))

@@ -39,7 +39,7 @@ MAY_USE = {
     "serving": {"torch", "fastapi", "starlette", "uvicorn", "sentence_transformers", "prometheus_client"},
     "profilers": {"pynvml", "torch"},
     "dashboard": {"streamlit", "plotly", "duckdb"},
-    "servelab": {"duckdb"},  # the CLI's own read of a store; never locust/gevent (monkey-patching)
+    "servelab": set(),  # through the packages that own them; never locust/gevent (monkey-patching)
 }
 # `import locust` patches the whole process with gevent: only the load-generator process's modules.
 GEVENT_MODULES = {"loadtest.worker", "loadtest.user", "loadtest.master", "loadtest.client", "loadtest.step",
