@@ -32,7 +32,7 @@ Pure: no I/O. Percentiles as in `analysis.stats`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,7 +116,7 @@ def error_figures(records: list[dict[str, Any]]) -> tuple[float | None, str | No
     return failed / (failed + ok), f"{status}{code}: {message or 'no message'} ({n} of {failed} failed)"
 
 
-def achieved_over_requested(steps: list[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
+def achieved_over_requested(steps: Sequence[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
     """Open loop: requests sent / arrivals scheduled before stop, over all open steps.
 
     Formula: sum(sent_k) / sum(scheduled_k); sent = records with a t_sched_ns.
@@ -134,7 +134,7 @@ def _max(values: Iterable[Any]) -> float | None:
     return max(vals) if vals else None
 
 
-def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: list[Mapping[str, Any]],
+def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]],
                exact_prompt: bool = False, thresholds: Mapping[str, float] = THRESHOLDS,
                one_token_per_chunk: bool = True) -> dict[str, Any]:
     """The `self_check` object of a run summary: the figures, `passed` and `reasons`.
@@ -206,6 +206,6 @@ def figure_rows(check: Mapping[str, Any]) -> list[dict[str, Any]]:
     limits = check.get("thresholds") or THRESHOLDS
     rows = []
     for key, label, limit_key, fmt in FIGURES:
-        limit = fmt.format(limits[limit_key]) if limit_key and limit_key in limits else "reported only"
+        limit = fmt.format(limits[limit_key]) if fmt and limit_key and limit_key in limits else "reported only"
         rows.append({"figure": label, "value": check.get(key), "limit": limit})
     return rows

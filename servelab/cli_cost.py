@@ -41,10 +41,8 @@ def load_sweep(sweep_id: str | None, from_json: str | None, store: str) -> dict:
         return data
     if not sweep_id:
         raise UserError("name a sweep (SWEEP_ID) or a saved result (--from-json FILE)")
-    try:
-        from servelab.sweeps import sweep_summary
-    except ImportError:
-        raise UserError("this servelab cannot read sweeps from the store yet: pass --from-json FILE") from None
+    from servelab.sweeps import sweep_summary
+
     return sweep_summary(store, sweep_id)
 
 
@@ -85,8 +83,8 @@ def _with_slo(sweep: dict, slo: str | None) -> dict:
 
 @app.command()
 def recommend(
+    traffic: Annotated[float, typer.Option(help="requests/s to serve")],
     sweep_id: Annotated[str | None, typer.Argument(help="the sweep to plan from")] = None,
-    traffic: Annotated[float, typer.Option(help="requests/s to serve")] = ...,
     from_json: FromJsonOpt = None,
     slo: Annotated[str | None, typer.Option(help="judge the sweep's points against this SLO instead of its own, "
                                             "e.g. ttft_p99<=300ms")] = None,
@@ -107,18 +105,12 @@ def recommend(
 
     From a saved result: servelab recommend --from-json sweep.json --traffic 5 --price-per-hour local-cpu=0.10
     """
-    from analysis.recommend import recommend as plan
-    from servelab.errors import UserError
-    from servelab.prices import sweep_prices
+    from servelab.decisions import recommend_report
     from servelab.render_cost import print_recommendation
 
     sweep = _with_slo(load_sweep(sweep_id, from_json, store), slo)
-    setup_prices = sweep_prices(sweep, pricing, prices, price_per_hour)
-    try:
-        rec = plan(sweep, traffic, setup_prices, headroom=headroom, fidelity=_fidelity_file(fidelity),
-                   min_fidelity=min_fidelity, spot_overhead=spot_overhead)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    rec, setup_prices = recommend_report(sweep, traffic, pricing, prices, price_per_hour, headroom, spot_overhead,
+                                         _fidelity_file(fidelity), min_fidelity)
     if as_json:
         print(json.dumps(rec))
     else:
@@ -151,35 +143,22 @@ def frontier(
 
     From a saved result: servelab frontier --from-json sweep.json --price-per-hour local-cpu=0.10
     """
-    from analysis.attribution import attribution
-    from analysis.cost import setup_cost, setup_usd_per_hour
-    from analysis.frontier import frontier as pareto
-    from servelab.errors import UserError
-    from servelab.prices import sweep_prices
+    from servelab.decisions import frontier_report
     from servelab.render_cost import print_frontier
 
-    sweep = load_sweep(sweep_id, from_json, store)
-    setup_prices = sweep_prices(sweep, pricing, prices, price_per_hour)
-    per_hour = {n: None if p.get("usd_per_hour") is None else setup_usd_per_hour(p, 1, spot_overhead)
-                for n, p in setup_prices.items()}
-    names = [s.get("name") for s in sweep["setups"]]
-    try:
-        front = pareto(sweep, setup_prices, latency, slo_only, spot_overhead)
-        att = attribution(sweep, baseline or names[0], per_hour) if names else None
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    costs = [setup_cost(s, setup_prices[s.get("name")], 1, spot_overhead, usd_per_kwh) for s in sweep["setups"]
-             if setup_prices[s.get("name")].get("usd_per_hour") is not None]
+    report = frontier_report(load_sweep(sweep_id, from_json, store), pricing, prices, price_per_hour, latency,
+                             baseline, slo_only, spot_overhead, usd_per_kwh)
     if as_json:
-        print(json.dumps({"frontier": front, "attribution": att, "costs": costs, "prices": setup_prices}))
+        print(json.dumps(report))
     else:
-        print_frontier(stdout_console(), front, att, costs, setup_prices)
+        print_frontier(stdout_console(), report["frontier"], report["attribution"], report["costs"],
+                       report["prices"])
 
 
 @app.command()
 def fidelity(
-    baseline: Annotated[str, typer.Option(help="URL of the baseline setup's server")] = ...,
-    candidate: Annotated[list[str], typer.Option(help="NAME=URL of a setup to compare; repeat for several")] = ...,
+    baseline: Annotated[str, typer.Option(help="URL of the baseline setup's server")],
+    candidate: Annotated[list[str], typer.Option(help="NAME=URL of a setup to compare; repeat for several")],
     prompts: Annotated[str | None, typer.Option(help="JSONL prompt set (default: data/prompts/fidelity.jsonl)")]
     = None,
     max_tokens: Annotated[int, typer.Option(help="greedy tokens per answer")] = 32,

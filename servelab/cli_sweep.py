@@ -46,6 +46,7 @@ def sweep(
             raise UserError(f"sweep {resume} sends headers whose values are never stored ({', '.join(withheld)}): "
                             f"resume with its spec file: servelab sweep SPEC --resume {resume}")
     else:
+        assert spec is not None  # checked above
         parsed, spec_path = read_spec(spec), spec
     err = stderr_console()
     runner = None

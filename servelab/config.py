@@ -9,6 +9,7 @@ every run (`RunConfig.model_dump(mode="json")`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
@@ -135,7 +136,7 @@ class ServerConfig(_Model):
             raise ValueError("overload 'degrade' needs max_queue or degrade_queue")
         return self
 
-    def child_env(self, environ: dict[str, str]) -> dict[str, str]:
+    def child_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment for a server process of this config: `api_keys` are not in its
         JSON (excluded from dumps, so never on a command line), so they travel merged into
         SERVELAB_API_KEYS, which only the process's owner can read."""
@@ -220,7 +221,7 @@ class LoadConfig(_Model):
     prefix_tokens: int = Field(0, ge=0, description="tokens of each shared prefix (the rest of a prompt is fresh)")
     seed: int = 0
     served_model: str | None = Field(
-        None, description="model name sent to the target; None with a URL target: the first id of its /v1/models")
+        None, description="model name sent to the target (default with a URL target: the first id of its /v1/models)")
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (gateways); "
                                     "credential-like values are never stored (servelab/headers.py)")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="fields merged into every request "

@@ -1,11 +1,8 @@
 """`servelab run` flags that depend on the target: the built-in server's own flags (refused
-with a URL target, where they would be stored as if true) and the flags for any
-OpenAI-compatible server (`--header`, `--extra-body`)."""
+with a URL target, where they would be stored as if true) and `--header 'K: V'` for any
+OpenAI-compatible server (servelab/knobs.py generates the rest from the model)."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 from servelab import layers
 from servelab.errors import UserError
@@ -27,6 +24,9 @@ def refuse_builtin_flags(ctx, target: str) -> None:
             raise UserError(f"{flag} configures the built-in server; it has no effect on --target URL{hint}")
 
 
+HEADER_HELP = "extra request header 'Name: value', repeatable (credential-like values are never stored)"
+
+
 def parse_headers(values: list[str] | None) -> dict[str, str]:
     """`--header 'K: V'` (repeatable) -> {K: V}; a malformed one is one error line."""
     out: dict[str, str] = {}
@@ -37,16 +37,3 @@ def parse_headers(values: list[str] | None) -> dict[str, str]:
             raise UserError(f"--header: {exc}") from None
         out[name] = value
     return out
-
-
-def parse_extra_body(text: str | None) -> dict[str, Any]:
-    """`--extra-body '{"top_k": 1}'` -> a dict merged into every request body."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"--extra-body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UserError('--extra-body must be a JSON object, e.g. \'{"top_k": 1}\'')
-    return value

@@ -113,7 +113,7 @@ def test_frontier_prints_frontier_attribution_and_prices(cli, two_servers):
 
 @pytest.mark.parametrize("args, needle", [
     (["recommend", "--traffic", "1"], "--from-json"),
-    (["recommend", "s-1", "--traffic", "1"], "--from-json"),
+    (["recommend", "s-1", "--traffic", "1"], "no store at servelab.duckdb"),
     (["recommend", "--from-json", "missing.json", "--traffic", "1"], "cannot read"),
     (["recommend", "--from-json", "SWEEP", "--traffic", "1", "--pricing", "cheap"], "--pricing"),
     (["recommend", "--from-json", "SWEEP", "--traffic", "1", "--price-per-hour", "x"], "--price-per-hour"),

@@ -176,3 +176,42 @@ def test_ctrl_c_marks_the_sweep_interrupted_and_says_how_to_resume(cli, tmp_path
     assert "interrupted" in err and "servelab sweep --resume s" in err
     listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
     assert listed[0]["status"] == "interrupted" and listed[0]["points"] >= 1
+
+
+def test_recommendation_from_a_real_sweep_flips_with_traffic(cli, tmp_path):
+    """Two known-capacity servers with set prices: the cheap small one (K=2, $1/h) wins at
+    low traffic, the dear big one (K=8, $2/h) once the small one would need many copies;
+    replica counts follow from the capacities' conservative ends."""
+    import math
+
+    spec = known(repeats=2, setups={
+        "small": {"server": {"calibration": True, "calib_concurrency": 2}, "price_per_hour": 1.0},
+        "big": {"server": {"calibration": True, "calib_concurrency": 8}, "price_per_hour": 2.0}})
+    spec["search"] = {"kind": "capacity", "low": 1, "high": 80, "rel_tol": 0.2, "max_probes": 5}
+    r = cli("sweep", write(tmp_path, spec), "--store", "s.duckdb", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    sweep = json.loads(r.stdout)
+    caps = {s["name"]: s["capacity_req_s"] for s in sweep["setups"]}
+
+    def conservative(c):  # analysis/recommend.py: ci_low, or the lowest repeat when it reaches 0
+        return c["ci_low"] if c["ci_low"] and c["ci_low"] > 0 else min(c["repeats"])
+
+    cons = {name: conservative(c) for name, c in caps.items()}
+    assert cons["big"] > 2.5 * cons["small"], caps  # so that 10x the small one's traffic flips it
+
+    def plan(traffic):
+        out = cli("recommend", sweep["sweep_id"], "--traffic", f"{traffic:.6f}", "--headroom", "0",
+                  "--store", "s.duckdb", "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    low = plan(0.5 * cons["small"])
+    assert (low["setup"], low["replicas"]) == ("small", 1)
+    assert low["usd_per_hour"] == pytest.approx(1.0) and low["prices_as_of"]
+    traffic = 10 * cons["small"]
+    high = plan(traffic)
+    copies = {name: math.ceil(traffic / c - 1e-9) for name, c in cons.items()}
+    assert copies["small"] == 10 and copies["big"] * 2.0 < 10 * 1.0
+    assert (high["setup"], high["replicas"]) == ("big", copies["big"])
+    assert high["usd_per_hour"] == pytest.approx(2.0 * copies["big"])
+    assert high["runner_up"]["setup"] == "small" and high["runner_up"]["replicas"] == 10
