@@ -228,6 +228,7 @@ def run(
         help="also wait for this many workers from other machines (implies --locust-master)")] = 0,
     master_bind: Annotated[str, typer.Option(rich_help_panel="Load", 
         help="HOST[:PORT] the Locust master listens on (remote workers: e.g. 0.0.0.0:5557)")] = "127.0.0.1:0",
+    fail_on_slo: Annotated[bool, typer.Option(rich_help_panel="Load", help="exit 1 when the SLO is missed")] = False,
     store: StoreOpt = DEFAULT_STORE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -291,6 +292,8 @@ def run(
     if top["target"] == "builtin":
         _check_semantic(server)
     cfg = RunConfig(load=load, server=server, profile=profile, **top)
+    if fail_on_slo and not cfg.slo:
+        raise UserError("--fail-on-slo needs an SLO (--slo or slo: in --config)")
     summary = _execute(cfg, store, quiet=as_json)
     if as_json:
         print(json.dumps(summary))
@@ -298,6 +301,8 @@ def run(
         from servelab.render import print_summary
 
         print_summary(stdout_console(), summary)
+    if fail_on_slo and summary.get("slo_met") is not True:
+        raise typer.Exit(1)  # missed, or nothing measured to judge it by
 
 
 def _execute(cfg, store: str, quiet: bool) -> dict:
