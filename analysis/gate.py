@@ -30,6 +30,7 @@ Pure: no I/O, no clocks.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -104,7 +105,7 @@ def min_achievable_p(n: int, m: int) -> float:
     """
     if n == 0 or m == 0:
         return 1.0
-    return min(1.0, 2.0 / math.comb(n + m, n))
+    return min(1.0, float(Fraction(2, math.comb(n + m, n))))  # exact: the binomial outgrows floats
 
 
 def rel_change(a: np.ndarray, b: np.ndarray) -> float:

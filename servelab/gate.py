@@ -205,5 +205,11 @@ def run_gate(req: GateRequest, note: Callable[[str], None] = lambda _: None) -> 
     opts = GateOptions(alpha=req.alpha, min_repeats=req.repeats)
     verdict = judge(req.specs, repeat_values(a.summaries, req.specs), repeat_values(b.summaries, req.specs),
                     opts, untrusted)
-    return {**verdict.to_dict(), "exit_code": EXIT_CODES[verdict.verdict], "repeats": req.repeats,
-            "load": load_key(load.model_dump(mode="json")), **sides}
+    return gate_result(verdict, req.repeats, load.model_dump(mode="json"), sides)
+
+
+def gate_result(verdict, repeats: int, load: dict[str, Any], sides: dict[str, dict]) -> dict[str, Any]:
+    """The JSON-ready result every renderer takes: the verdict (analysis.gate.GateVerdict),
+    its exit code, the repeats wanted, the load, and each side's spec and runs."""
+    return {**verdict.to_dict(), "exit_code": EXIT_CODES[verdict.verdict], "repeats": repeats,
+            "load": load_key(load), **sides}
