@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["serve", "run", "calibrate", "runs", "summary", "export", "import", "dashboard", "demo"]
+COMMANDS = ["serve", "run", "calibrate", "runs", "summary", "export", "import", "gate", "dashboard", "demo"]
 QUANTILES = ["p50", "p90", "p95", "p99", "p999", "mean"]
 LATENCIES = ["ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms"]
 HEAVY = ["torch", "duckdb", "pandas", "pyarrow", "numpy", "streamlit", "locust", "gevent",
