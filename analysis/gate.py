@@ -8,7 +8,9 @@ Each side is N repeats of the same load; each repeat contributes one number per 
 - effect: relative change = median(B) / median(A) - 1, absolute change = median(B) -
   median(A), signed so that positive is worse (`higher_is_better` flips it).
 - intervals: a percentile bootstrap (seeded, `n_boot` resamples of each side on its own)
-  of the relative and of the absolute change, at confidence 1 - alpha.
+  of the relative and of the absolute change, at confidence 1 - 2 alpha (90% for alpha
+  0.05): the interval of a TOST equivalence test, which at level alpha declares "no
+  change" when that interval lies within the margin.
 - a change matters only when it exceeds the metric's relative floor AND its absolute
   floor (asv's "factor" plus a minimum in the metric's own unit: +50% of 0.2 ms is noise).
 
@@ -18,8 +20,9 @@ Verdict per metric, in this order:
                 self-check on either side (the client's numbers cannot be trusted);
   regressed     p < alpha and the worse-signed change exceeds both floors;
   improved      p < alpha and the better-signed change exceeds both floors;
-  no change     the relative interval lies within +-relative floor, or the absolute
-                interval within +-absolute floor (no change there could pass both);
+  no change     equivalence (TOST at alpha): the relative interval lies within +-relative
+                floor, or the absolute one within +-absolute floor (no change there
+                could pass both floors);
   inconclusive  otherwise: too noisy to rule a change past the floor in or out.
 
 The gate's verdict: regressed if any metric regressed, else inconclusive if any metric
@@ -177,7 +180,7 @@ def judge_metric(spec: MetricSpec, baseline: Sequence[float | None], candidate: 
     v.baseline_median, v.candidate_median = float(np.median(a)), float(np.median(b))
     v.rel_change, v.abs_change = rel_change(a, b), v.candidate_median - v.baseline_median
     (v.ci_low, v.ci_high), (v.abs_ci_low, v.abs_ci_high) = bootstrap_intervals(
-        a, b, 1 - opts.alpha, opts.n_boot, opts.seed)
+        a, b, 1 - 2 * opts.alpha, opts.n_boot, opts.seed)
     v.p_value = mann_whitney_p(a, b)
     if min(a.size, b.size) < opts.min_repeats:
         v.reason = f"too few repeats: {a.size} baseline, {b.size} candidate (need {opts.min_repeats})"

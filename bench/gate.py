@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.gate import GateOptions, judge  # noqa: E402
-from analysis.gate_metrics import parse_metrics, repeat_values  # noqa: E402
+from analysis.gate_metrics import CATALOG, metric_value, parse_metrics  # noqa: E402
 from servelab.config import LoadConfig, RunConfig, SamplerConfig, ServerConfig  # noqa: E402
 from servelab.gate import GateRequest, Side, read_summaries, run_gate  # noqa: E402
 from servelab.runner import execute_run  # noqa: E402
@@ -65,9 +65,14 @@ def pools(urls: dict, args, store: str) -> dict[str, list[tuple[dict, bool]]]:
             cfg = RunConfig(target=urls[name], load=_load(args), profile=SamplerConfig(enabled=False))
             side = Side(name, urls[name], store=store, run_ids=[execute_run(cfg, store)])
             untrusted = read_summaries(side)
-            out[name].append((side.summaries[0], not untrusted))
+            values = {m: metric_value(side.summaries[0], m) for m in CATALOG}
+            out[name].append((values, not untrusted))
         print(f"# pool round {k + 1}/{args.pool} done", file=sys.stderr, flush=True)
     return out
+
+
+def _side(repeats: list[tuple[dict, bool]], specs) -> dict[str, list]:
+    return {s.name: [values[s.name] for values, _ in repeats] for s in specs}
 
 
 def pooled_gates(pool: dict, args) -> dict[str, Counter]:
@@ -84,9 +89,10 @@ def pooled_gates(pool: dict, args) -> dict[str, Counter]:
                 a = [pool[a_name][i] for i in rng.choice(len(pool[a_name]), args.repeats, replace=False)]
                 b = [pool[b_name][i] for i in rng.choice(len(pool[b_name]), args.repeats, replace=False)]
             untrusted = ["self-check"] * sum(not ok for _, ok in a + b)
-            v = judge(specs, repeat_values([s for s, _ in a], specs), repeat_values([s for s, _ in b], specs),
-                      opts, untrusted)
+            v = judge(specs, _side(a, specs), _side(b, specs), opts, untrusted)
             tally[title][v.verdict] += 1
+            tally[title].update(f"{m.name}: {m.verdict}" for m in v.metrics if m.verdict != "no change")
+            tally[title]["untrusted gates"] += bool(untrusted)
     return tally
 
 
@@ -112,17 +118,27 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pool-file", help="pool mode: keep the measured pool here (JSON); reuse it if it exists")
     args = ap.parse_args()
     if not args.fresh and args.pool < 2 * args.repeats:
         ap.error("--pool must be at least 2 x --repeats (an A/A gate draws that many distinct runs)")
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp, servers() as urls:
+    reuse = not args.fresh and args.pool_file and Path(args.pool_file).exists()
+    with tempfile.TemporaryDirectory() as tmp, (contextlib.nullcontext({}) if reuse else servers()) as urls:
         store = str(Path(tmp) / "gate.duckdb")
-        tally = fresh_gates(urls, args, store) if args.fresh else pooled_gates(pools(urls, args, store), args)
+        if args.fresh:
+            tally = fresh_gates(urls, args, store)
+        else:
+            pool = json.loads(Path(args.pool_file).read_text()) if args.pool_file and Path(args.pool_file).exists() \
+                else pools(urls, args, store)
+            if args.pool_file:
+                Path(args.pool_file).write_text(json.dumps(pool))
+            tally = pooled_gates(pool, args)
     for title, counts in tally.items():
         print(json.dumps({"scenario": title, "gates": args.gates, "repeats": args.repeats,
                           "mode": "fresh" if args.fresh else f"pool of {args.pool} runs per server",
-                          **{v: counts.get(v, 0) for v in ("regressed", "no change", "inconclusive")}}))
+                          **{v: counts.get(v, 0) for v in ("regressed", "no change", "inconclusive")},
+                          "details": {k: n for k, n in counts.items() if ":" in k or k == "untrusted gates"}}))
     print(f"# {time.monotonic() - t0:.0f} s", flush=True)
 
 
