@@ -18,8 +18,10 @@ Verdict per metric, in this order:
   inconclusive  fewer than `min_repeats` on either side, or so few that no outcome could
                 reach alpha (the smallest exact two-sided p is 2 / C(n+m, n)), or a failed
                 self-check on either side (the client's numbers cannot be trusted);
-  regressed     p < alpha and the worse-signed change exceeds both floors;
-  improved      p < alpha and the better-signed change exceeds both floors;
+  regressed     p < alpha, and the whole interval lies past both floors on the worse side
+                (a minimum-effect test: the change is confidently larger than the floor,
+                so a real but small change, with noise on top, is not called a regression);
+  improved      the same on the better side;
   no change     equivalence (TOST at alpha): the relative interval lies within +-relative
                 floor, or the absolute one within +-absolute floor (no change there
                 could pass both floors);
@@ -144,26 +146,39 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(mannwhitneyu(b, a, alternative="two-sided").pvalue)
 
 
-def _exceeds(rel: float, ab: float, spec: MetricSpec) -> bool:
-    return abs(rel) > spec.rel_floor and abs(ab) > spec.abs_floor
+def _past_floors(v: MetricVerdict, spec: MetricSpec) -> int:
+    """+1 when the whole interval lies above both floors (a rise that matters, with
+    confidence 1 - alpha, one-sided), -1 when wholly below minus both, 0 otherwise."""
+    if v.ci_low > spec.rel_floor and v.abs_ci_low > spec.abs_floor:
+        return 1
+    if v.ci_high < -spec.rel_floor and v.abs_ci_high < -spec.abs_floor:
+        return -1
+    return 0
+
+
+def _span(v: MetricVerdict) -> str:
+    return f"interval [{pct_text(v.ci_low)}, {pct_text(v.ci_high)}]"
+
+
+def pct_text(x: float) -> str:
+    return f"{x:+.1%}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
 
 
 def _judge(v: MetricVerdict, spec: MetricSpec, opts: GateOptions) -> MetricVerdict:
-    worse = -1.0 if spec.higher_is_better else 1.0
-    big = _exceeds(v.rel_change, v.abs_change, spec)
-    if v.p_value < opts.alpha and big:
-        bad = worse * v.abs_change > 0
-        v.verdict = REGRESSED if bad else IMPROVED
-        v.reason = f"p={v.p_value:.3g} < {opts.alpha}, change {v.rel_change:+.1%} past the floor"
+    direction = _past_floors(v, spec)
+    if v.p_value < opts.alpha and direction:
+        worse = direction > 0 if not spec.higher_is_better else direction < 0
+        v.verdict = REGRESSED if worse else IMPROVED
+        v.reason = (f"p={v.p_value:.3g} < {opts.alpha}, change {pct_text(v.rel_change)}, {_span(v)} "
+                    f"wholly past the floors")
         return v
-    # A change that cannot pass either floor anywhere in its interval does not matter.
+    # Equivalence: a change that cannot pass either floor anywhere in its interval does not matter.
     if (max(abs(v.ci_low), abs(v.ci_high)) <= spec.rel_floor
             or max(abs(v.abs_ci_low), abs(v.abs_ci_high)) <= spec.abs_floor):
-        v.verdict, v.reason = NO_CHANGE, f"interval [{v.ci_low:+.1%}, {v.ci_high:+.1%}] within the floor"
+        v.verdict, v.reason = NO_CHANGE, f"{_span(v)} within the floors"
     else:
         v.verdict = INCONCLUSIVE
-        v.reason = (f"too noisy: interval [{v.ci_low:+.1%}, {v.ci_high:+.1%}] reaches past "
-                    f"+-{spec.rel_floor:.0%} (p={v.p_value:.3g})")
+        v.reason = f"too noisy: {_span(v)} reaches past +-{spec.rel_floor:.0%} (p={v.p_value:.3g})"
     return v
 
 
