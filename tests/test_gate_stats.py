@@ -80,6 +80,15 @@ def test_a_change_must_pass_the_absolute_floor_too():
     assert judge_metric(MetricSpec("x", abs_floor=0.1), a, b, SIX).verdict == REGRESSED
 
 
+def test_a_change_only_just_past_the_floor_is_not_yet_a_regression():
+    """Median +12% and p < 0.05, but the interval still reaches below +10%: the change may
+    be a real +5% with noise on top, so the verdict waits for more evidence."""
+    a, b = [50, 51, 49, 50, 52, 48], [55, 60, 54, 58, 53, 57]
+    v = judge_metric(TTFT, a, b, SIX)
+    assert v.p_value < 0.05 and v.rel_change > 0.10 and v.ci_low < 0.10
+    assert v.verdict == INCONCLUSIVE, v
+
+
 def test_too_noisy_is_inconclusive():
     a = [50, 20, 90, 45, 70, 30]
     b = [55, 25, 95, 40, 80, 35]
