@@ -79,7 +79,12 @@ def resolve_side(name: str, text: str, store: str, scratch: Path) -> Side:
 
 
 def load_key(load: dict[str, Any]) -> dict[str, Any]:
-    """A stored load reduced to what it asks of the target (paths compared by file name)."""
+    """A stored load reduced to what it asks of the target (paths compared by file name).
+    Through the current model first, so a run from an older servelab gets today's defaults."""
+    try:
+        load = LoadConfig.model_validate(load).model_dump(mode="json")
+    except ValueError:
+        pass  # compared as stored
     out = {k: v for k, v in load.items() if k not in _LOAD_IGNORED}
     for k in _LOAD_PATHS:
         if out.get(k):
@@ -117,7 +122,7 @@ def agree_on_load(sides: list[Side], flags_load: LoadConfig, flags_given: bool) 
         if load_key(load) != load_key(load0):
             raise UserError(f"the sides ran different loads: {_difference(load_key(load0), load_key(load))} "
                             f"({side0.name} vs {side.name})")
-    if flags_given and any(s.target for s in sides):
+    if flags_given:
         mine = load_key(flags_load.model_dump(mode="json"))
         if mine != load_key(load0):
             raise UserError(f"the load flags differ from the {side0.name}'s stored load: "
