@@ -6,7 +6,8 @@ Each side is N repeats of the same load; each repeat contributes one number per 
 - test: two-sided Mann-Whitney U on A vs B (scipy.stats.mannwhitneyu; exact for small
   samples without ties). It assumes nothing about the shape of the repeats' spread.
 - effect: relative change = median(B) / median(A) - 1, absolute change = median(B) -
-  median(A), signed so that positive is worse (`higher_is_better` flips it).
+  median(A), signed as measured (+ : the value went up; whether that is worse depends on
+  the metric's `higher_is_better`).
 - intervals: a percentile bootstrap (seeded, `n_boot` resamples of each side on its own)
   of the relative and of the absolute change, at confidence 1 - 2 alpha (90% for alpha
   0.05): the interval of a TOST equivalence test, which at level alpha declares "no
@@ -35,9 +36,9 @@ Pure: no I/O, no clocks.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from scipy.stats import mannwhitneyu
