@@ -103,7 +103,10 @@ def fresh_gates(urls: dict, args, store: str) -> dict[str, Counter]:
         for g in range(args.gates):
             req = GateRequest(urls[a_name], urls[b_name], store, _load(args), True, parse_metrics(None),
                               args.repeats)
-            tally[title][run_gate(req)["verdict"]] += 1
+            result = run_gate(req)
+            tally[title][result["verdict"]] += 1
+            tally[title].update(f"{m['name']}: {m['verdict']}" for m in result["metrics"] if m["verdict"] != "no change")
+            tally[title]["untrusted gates"] += bool(result["reasons"])
             print(f"# {title} gate {g + 1}/{args.gates}: {dict(tally[title])}", file=sys.stderr, flush=True)
     return tally
 
