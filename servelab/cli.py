@@ -16,6 +16,7 @@ import typer
 # serve and run first (their module registers them on the app), so `--help` lists them first
 from servelab import cli_run  # noqa: F401
 from servelab import cli_sweep  # noqa: F401
+from servelab import cli_gate  # noqa: F401  (registers `gate`)
 from servelab.cli_common import (
     DEFAULT_STORE,
     JsonOpt,
