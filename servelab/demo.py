@@ -50,7 +50,7 @@ def run_demo(store: str, duration_s: float, out: Console, err: Console) -> dict:
         sweep_id = runner.run()
     result = sweep_summary(store, sweep_id)
     out.print(capacity_table(result))
-    report = frontier_report(result, baseline="none")
+    report = frontier_report(result, baseline="none", slo_only=True)  # the loads that met the SLO
     print_frontier(out, report["frontier"], report["attribution"], report["costs"], report["prices"])
     rec, prices = recommend_report(result, DEMO_TRAFFIC)
     out.print(f"\nrecommendation for {DEMO_TRAFFIC:g} req/s (this machine priced at ${DEMO_PRICE:.2f}/hour, "
