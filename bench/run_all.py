@@ -1,7 +1,7 @@
 """`make bench`: runs every benchmark under bench/ and prints their figures.
 
 The arguments are the ones whose output is recorded in docs/performance.md. The whole set
-takes about 30 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
+takes about 45 minutes on a 2-core machine; `python bench/run_all.py NAME...` runs some.
 """
 
 import subprocess
@@ -22,6 +22,7 @@ BENCHES = {
     "replicas": ["--model", "small", "--users", "2,4,8", "--duration", "20"],
     "overload": ["--model", "tiny", "--duration", "30", "--factor", "2"],
     "energy": ["--model", "tiny", "--batch-sizes", "1,8", "--duration", "12", "--torch-profile", "1"],
+    "gate": ["--gates", "20", "--repeats", "6", "--pool", "40", "--duration", "3"],
 }
 
 

@@ -16,6 +16,7 @@ import typer
 # serve and run first (their module registers them on the app), so `--help` lists them first
 from servelab import cli_run  # noqa: F401
 from servelab import cli_sweep  # noqa: F401
+from servelab import cli_gate  # noqa: F401  (registers `gate`)
 from servelab.cli_common import (
     DEFAULT_STORE,
     JsonOpt,
@@ -192,7 +193,7 @@ def demo(
     store: StoreOpt = DEFAULT_STORE,
     serve: Annotated[bool, typer.Option(envvar=f"{ENV_PREFIX}DEMO_SERVE",
                                         help="serve the dashboard afterwards")] = True,
-    duration: Annotated[float, typer.Option(help="seconds of load per measured point")] = 5.0,
+    duration: Annotated[float, typer.Option(help="seconds of load per measured point")] = 4.0,
     port: Annotated[int, typer.Option(help="dashboard port")] = 8501,
 ) -> None:
     """A quick sweep of two batching levers: capacity at the SLO, the frontier, what each lever

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -102,6 +102,7 @@ def serve(ctx: typer.Context, config: ConfigOpt = None, **values: Any) -> None:
 @app.command()
 @knobs.with_knobs("run")
 def run(ctx: typer.Context, config: ConfigOpt = None, store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False,
+        fail_on_slo: Annotated[bool, typer.Option(help="exit 1 when the SLO is missed")] = False,
         **values: Any) -> None:
     """Run load against a target, store every request, print the summary.
 
@@ -120,6 +121,10 @@ def run(ctx: typer.Context, config: ConfigOpt = None, store: StoreOpt = DEFAULT_
 
     cfg = run_config(ctx, config, values)
     refuse_builtin_flags(ctx, cfg.target)
+    if fail_on_slo and not cfg.slo:
+        from servelab.errors import UserError
+
+        raise UserError("--fail-on-slo needs an SLO (--slo or slo: in --config)")
     if cfg.target == "builtin":
         _check_extras(cfg.server)
     summary = _execute(cfg, store, quiet=as_json)
@@ -129,6 +134,8 @@ def run(ctx: typer.Context, config: ConfigOpt = None, store: StoreOpt = DEFAULT_
         from servelab.render import print_summary
 
         print_summary(stdout_console(), summary)
+    if fail_on_slo and summary.get("slo_met") is not True:
+        raise typer.Exit(1)  # missed, or nothing measured to judge it by
 
 
 def _execute(cfg, store: str, quiet: bool) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["serve", "run", "calibrate", "runs", "summary", "export", "import", "dashboard", "demo", "sweep", "sweeps",
+COMMANDS = ["serve", "run", "calibrate", "runs", "summary", "export", "import", "gate", "dashboard", "demo", "sweep", "sweeps",
             "sweep-summary", "recommend", "frontier", "fidelity"]
 QUANTILES = ["p50", "p90", "p95", "p99", "p999", "mean"]
 LATENCIES = ["ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms"]
