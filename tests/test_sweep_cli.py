@@ -66,7 +66,7 @@ def test_a_missing_spec_file_and_an_unknown_sweep_are_one_line(cli):
 def test_kill_9_keeps_finished_points_and_resume_measures_only_the_rest(cli, tmp_path):
     # a fine tolerance keeps the search going well past the two points the kill waits for
     spec = write(tmp_path, known(repeats=1, search={"kind": "capacity", "low": 1, "high": 40, "rel_tol": 0.01,
-                                                    "max_probes": 12}))
+                                                    "max_probes": 6}))
     proc = cli.popen(["sweep", spec, "--store", "s.duckdb"], stdout=open(os.devnull, "w"),
                      stderr=open(os.devnull, "w"))
     db = tmp_path / "s.duckdb"
