@@ -57,7 +57,7 @@ def frontier_frame(front: dict, sweep: dict) -> pd.DataFrame:
                      else "req/s", "repeats": r["repeats"], "req_s": r["req_s"], "output_tok_s": r["output_tok_s"],
                      "latency_ms": r["latency_ms"], "usd_per_1m_output_tokens": r["usd_per_1m_output_tokens"],
                      "slo_met": r["slo_met"], "pareto": r["pareto"],
-                     "dominated_by": None if not by else f"{by['setup']} @ {by['load']:g}",
+                     "dominated_by": "" if not by else f"{by['setup']} @ {by['load']:g}",
                      "run": f"run?run={runs[0]}" if runs else None, "run_ids": " ".join(runs),
                      "prices_as_of": r.get("prices_as_of"), "prices_source": r.get("prices_source")})
     return pd.DataFrame(rows)

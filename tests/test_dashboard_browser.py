@@ -129,7 +129,8 @@ def test_runs_then_run_page_in_chromium(dashboard_url, tmp_path):
             charts.nth(2).wait_for(timeout=WAIT_MS)
             assert charts.count() == 3
             page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=WAIT_MS)
-            assert page.locator('[data-testid="stSidebarNav"]').inner_text().splitlines() == NAV
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text().splitlines()
+            assert [line.strip() for line in nav if line.strip()] == NAV
             assert page.get_by_text("SLO attainment").is_visible()
             metric = page.locator('[data-testid="stMetric"]', has_text="requests").first
             assert metric.locator('[data-testid="stMetricValue"]').inner_text().strip() == str(
@@ -225,7 +226,8 @@ def test_every_sweep_page_in_chromium(dashboard_url, tmp_path):
             form = page.locator('[data-testid="stForm"]')
             form.wait_for(timeout=WAIT_MS)
             form.get_by_role("button", name="Set price").click()
-            page.get_by_text("--price-per-hour continuous=1.0").first.wait_for(timeout=WAIT_MS)
+            page.locator('[role="gridcell"]', has_text="--price-per-hour continuous=1.0").wait_for(
+                state="attached", timeout=WAIT_MS)
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Recommend").click()
             page.get_by_role("heading", name="Recommend").wait_for(timeout=WAIT_MS)
             page.get_by_text("Session price overrides in force").wait_for(timeout=WAIT_MS)

@@ -18,7 +18,10 @@ st.dataframe(frame, hide_index=True, width="stretch", column_config={
     "usd_per_hour": st.column_config.NumberColumn("$/hour", format="$%.4g",
                                                   help="list price of one instance per hour under that pricing"),
     "read_on": st.column_config.TextColumn("as of", help="the date the price was read from its source"),
-    "source": st.column_config.LinkColumn("source", help="the page the price was read from"),
+    "source": st.column_config.LinkColumn("source", display_text=r"https?://(?:www\.)?([^/]+)/.*",
+                                          help="the page the price was read from (its site shown; hover for the "
+                                          "page)"),
+    "note": st.column_config.TextColumn("note", width="large", help="what the figure is, and its caveats"),
     "approx": st.column_config.CheckboxColumn("approx", help="not confirmed on the provider's own list-price page"),
     "count": st.column_config.NumberColumn("accelerators", help="accelerators per instance"),
 })
@@ -54,8 +57,10 @@ else:
 
 if rows:
     st.subheader("Prices in effect")
-    sweep = pricing.pick_sweep(key="prices-sweep")
-    chosen = pricing.pricing_select()
+    left, right = st.columns([3, 1])
+    with left:
+        sweep = pricing.pick_sweep(key="prices-sweep")
+    chosen = pricing.pricing_select(right)
     effect = [{"setup": n, "usd_per_hour": p.get("usd_per_hour"), "pricing": p.get("pricing"),
                "sku": p.get("sku"), "as of / source": describe(p)} for n, p in pricing.prices_for(sweep, chosen).items()]
     st.dataframe(effect, hide_index=True, width="stretch", column_config={

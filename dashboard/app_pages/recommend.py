@@ -77,6 +77,8 @@ if ru:
 st.subheader("Every setup")
 frame = recommend_views.candidates_frame(rec)
 st.plotly_chart(recommend_views.candidates_chart(frame), key="candidates")
+st.caption("$/hour of the copies each setup needs for this traffic: green recommended, blue runner-up, grey "
+           "costs more. Setups that cannot serve it (or have no price) have no bar: the table says why.")
 st.dataframe(frame, hide_index=True, width="stretch", column_config={
     "usd_per_hour": st.column_config.NumberColumn("$/hour", format="$%.4g",
                                                   help="$/hour of the copies that setup needs for this traffic"),
