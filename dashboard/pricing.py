@@ -18,6 +18,8 @@ from servelab.prices import PRICINGS, load_catalog, sweep_prices
 
 OVERRIDES = "price_overrides"  # session_state key: {name: usd per hour}
 PRICING = "pricing_choice"  # session_state key: the pricing last chosen, kept across pages
+FLAG_SOURCE = "--price-per-hour flag"  # servelab/prices.py's source of a flag's price
+SESSION_SOURCE = "session override (Hardware and prices page)"
 PRICING_HELP = ("which catalog price a setup with a `hardware` SKU is charged: on-demand, spot (divided by "
                 "1 - spot overhead for the hours interruptions take), or a reserved term. A price set for a "
                 "setup (sweep spec `price_per_hour`, or an override here) is used as given.")
@@ -71,10 +73,12 @@ def flags_for(sweep: dict[str, Any]) -> list[str]:
 def prices_for(sweep: dict[str, Any], pricing: str) -> dict[str, dict[str, Any]]:
     """{setup: price} under the pricing and this session's overrides (servelab.prices.sweep_prices)."""
     try:
-        return sweep_prices(sweep, pricing, None, flags_for(sweep))
+        prices = sweep_prices(sweep, pricing, None, flags_for(sweep))
     except UserError as exc:
         st.error(str(exc))
         st.stop()
+    # same figure as the flag, named as the user set it here
+    return {n: {**p, "source": SESSION_SOURCE} if p.get("source") == FLAG_SOURCE else p for n, p in prices.items()}
 
 
 def overrides_note(sweep: dict[str, Any]) -> None:

@@ -181,8 +181,7 @@ def test_prices_page_lists_the_catalog_and_sets_an_override(store):
     assert at.session_state[OVERRIDES] == {"continuous": 2.5}
     effect = at.dataframe[-1].value.set_index("setup")
     assert effect.loc["continuous", "usd_per_hour"] == 2.5
-    assert "--price-per-hour flag" in effect.loc["continuous", "as of / source"] or \
-        "2026" in effect.loc["continuous", "as of / source"]
+    assert "session override" in effect.loc["continuous", "as of / source"]
 
 
 def test_decision_pages_without_sweeps_say_how_to_start_one(tmp_path, monkeypatch):
@@ -198,3 +197,10 @@ def test_decision_pages_without_sweeps_say_how_to_start_one(tmp_path, monkeypatc
     at = page("prices")
     clean(at)
     assert len(at.dataframe) >= 1
+
+
+def test_recommend_page_bad_slo_is_one_error_line(store):
+    at = page("recommend")
+    at.text_input[0].set_value("ttft_p99<=fast").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "ttft_p99<=fast" in at.error[0].value
