@@ -143,12 +143,12 @@ def attribution_display(att: dict, frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     for r, (_, f) in zip(att["rows"], frame.iterrows()):
         out.append({"setup": r["setup"],
+                    "fidelity": None if pd.isna(f["fidelity_exact_match"]) else f["fidelity_exact_match"],
                     "capacity": cell(r, "capacity_ratio", "capacity_verdict", lambda v: f"{v:.2f}", "x"),
                     "$/1M out": cell(r, "usd_per_1m_output_tokens_pct", "usd_verdict", pct),
                     "TTFT p99": cell(r, "ttft_p99_pct", "ttft_verdict", pct),
                     "TPOT p99": cell(r, "tpot_p99_pct", "tpot_verdict", pct),
-                    "latency at": f["latency_at"],
-                    "fidelity": None if pd.isna(f["fidelity_exact_match"]) else f["fidelity_exact_match"]})
+                    "latency at": f["latency_at"]})
     return pd.DataFrame(out)
 
 

@@ -15,6 +15,10 @@ from dashboard.views import CHART_HEIGHT
 from servelab.prices import PRICINGS
 
 
+BASIS = {"ci_low": "the low end of its 95% interval, to be safe",
+         "value": "its mean over the repeats: there is no interval"}
+
+
 def reasoning(rec: dict) -> list[str]:
     """Why this setup and this many copies, in the recommendation's own figures."""
     cap = rec["capacity_req_s"] or {}
@@ -22,7 +26,7 @@ def reasoning(rec: dict) -> list[str]:
     lines = [
         f"One copy of **{rec['setup']}** serves {interval_text(cap)} req/s within `{rec.get('slo')}` "
         f"(capacity at the SLO, 95% interval); planned with **{rec['planning_capacity_req_s']:.3g} req/s** "
-        f"({rec['capacity_basis']}).",
+        f"({BASIS.get(rec['capacity_basis'], rec['capacity_basis'])}).",
         f"Copies = ceil({rec['traffic_req_s']:g} x (1 + {rec['headroom']:g}) / {rec['planning_capacity_req_s']:.3g}) "
         f"= ceil({need / rec['planning_capacity_req_s']:.3g}) = **{rec['replicas']}**.",
         f"{usd(rec['usd_per_hour'])}/hour ({rec.get('pricing')}), {usd(rec['usd_per_month'])}/month (730 h), "

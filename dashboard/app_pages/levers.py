@@ -37,7 +37,8 @@ st.dataframe(cost_views.attribution_display(att, frame), hide_index=True, width=
     "latency at": st.column_config.TextColumn("latency at", help="the load the latency figures compare at"),
     "fidelity": st.column_config.NumberColumn(
         "fidelity", format="percent", help="greedy answers equal to the baseline's, share of the fixed prompts "
-        "(servelab fidelity); empty where the sweep result carries no report"),
+        "(servelab fidelity); empty where neither the sweep result nor a report uploaded on the Recommend page "
+        "has one"),
 })
 st.caption('"no measurable change": the 95% interval contains no change. "no interval": fewer than two repeats '
            "on a side. Intervals need the sweep's repeats (`repeats:` in the sweep file).")
