@@ -4,8 +4,9 @@ Pure: takes a sweep result (the dict `servelab.sweeps.sweep_summary` returns), a
 setup (dicts made by `servelab.prices`) and optional fidelity reports; returns the JSON object
 `servelab recommend --json` prints. Rules (docs/metrics.md, "Recommendation"):
 
-- a setup's planning capacity is the conservative end of its capacity interval (`ci_low`,
-  or `value` when there is no interval); when the SLO held at the highest load measured
+- a setup's planning capacity is the conservative end of its capacity interval (`ci_low`;
+  the lowest repeat's estimate when the interval reaches 0, i.e. too few or too noisy
+  repeats; `value` when there is no interval); when the SLO held at the highest load measured
   (`bound: "above"`) it is the highest SLO-meeting load measured, a lower bound;
 - replicas = ceil(R * (1 + headroom) / planning capacity): headroom is spare capacity kept
   for bursts and for a replica being replaced, a fraction of R;
@@ -33,9 +34,13 @@ def planning_capacity(setup: Mapping[str, Any]) -> tuple[float | None, str]:
         met = [p.get("req_s") for p in setup.get("points") or [] if p.get("slo_met") and p.get("req_s")]
         low = cap.get("ci_low") or (max(met) if met else None)
         return (low, "lower bound: the SLO held at the highest load measured") if low else (None, "no capacity")
-    for key in ("ci_low", "value"):
-        if cap.get(key) is not None and cap[key] > 0:
-            return float(cap[key]), key
+    if cap.get("ci_low") is not None and cap["ci_low"] > 0:
+        return float(cap["ci_low"]), "ci_low"
+    repeats = [r for r in cap.get("repeats") or [] if r and r > 0]
+    if cap.get("ci_low") is not None and repeats:  # the interval reaches 0: too few or too noisy repeats
+        return float(min(repeats)), "lowest repeat (the interval reaches 0: too few or too noisy repeats)"
+    if cap.get("value") is not None and cap["value"] > 0:
+        return float(cap["value"]), "value"
     return None, "misses the SLO at every load measured"
 
 

@@ -176,10 +176,11 @@ def demo(
     store: StoreOpt = DEFAULT_STORE,
     serve: Annotated[bool, typer.Option(envvar=f"{ENV_PREFIX}DEMO_SERVE",
                                         help="serve the dashboard afterwards")] = True,
-    duration: Annotated[float, typer.Option(help="seconds per load level")] = 8.0,
+    duration: Annotated[float, typer.Option(help="seconds of load per measured point")] = 5.0,
     port: Annotated[int, typer.Option(help="dashboard port")] = 8501,
 ) -> None:
-    """A quick sweep of the built-in server at three loads, then the dashboard.
+    """A quick sweep of two batching levers: capacity at the SLO, the frontier, what each lever
+    bought and a recommendation, then the dashboard.
 
     Example: servelab demo --no-serve
     """

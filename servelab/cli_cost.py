@@ -105,18 +105,12 @@ def recommend(
 
     From a saved result: servelab recommend --from-json sweep.json --traffic 5 --price-per-hour local-cpu=0.10
     """
-    from analysis.recommend import recommend as plan
-    from servelab.errors import UserError
-    from servelab.prices import sweep_prices
+    from servelab.decisions import recommend_report
     from servelab.render_cost import print_recommendation
 
     sweep = _with_slo(load_sweep(sweep_id, from_json, store), slo)
-    setup_prices = sweep_prices(sweep, pricing, prices, price_per_hour)
-    try:
-        rec = plan(sweep, traffic, setup_prices, headroom=headroom, fidelity=_fidelity_file(fidelity),
-                   min_fidelity=min_fidelity, spot_overhead=spot_overhead)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    rec, setup_prices = recommend_report(sweep, traffic, pricing, prices, price_per_hour, headroom, spot_overhead,
+                                         _fidelity_file(fidelity), min_fidelity)
     if as_json:
         print(json.dumps(rec))
     else:
@@ -149,29 +143,16 @@ def frontier(
 
     From a saved result: servelab frontier --from-json sweep.json --price-per-hour local-cpu=0.10
     """
-    from analysis.attribution import attribution
-    from analysis.cost import setup_cost, setup_usd_per_hour
-    from analysis.frontier import frontier as pareto
-    from servelab.errors import UserError
-    from servelab.prices import sweep_prices
+    from servelab.decisions import frontier_report
     from servelab.render_cost import print_frontier
 
-    sweep = load_sweep(sweep_id, from_json, store)
-    setup_prices = sweep_prices(sweep, pricing, prices, price_per_hour)
-    per_hour = {n: None if p.get("usd_per_hour") is None else setup_usd_per_hour(p, 1, spot_overhead)
-                for n, p in setup_prices.items()}
-    names = [s.get("name") for s in sweep["setups"]]
-    try:
-        front = pareto(sweep, setup_prices, latency, slo_only, spot_overhead)
-        att = attribution(sweep, baseline or names[0], per_hour) if names else None
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    costs = [setup_cost(s, setup_prices[s.get("name")], 1, spot_overhead, usd_per_kwh) for s in sweep["setups"]
-             if setup_prices[s.get("name")].get("usd_per_hour") is not None]
+    report = frontier_report(load_sweep(sweep_id, from_json, store), pricing, prices, price_per_hour, latency,
+                             baseline, slo_only, spot_overhead, usd_per_kwh)
     if as_json:
-        print(json.dumps({"frontier": front, "attribution": att, "costs": costs, "prices": setup_prices}))
+        print(json.dumps(report))
     else:
-        print_frontier(stdout_console(), front, att, costs, setup_prices)
+        print_frontier(stdout_console(), report["frontier"], report["attribution"], report["costs"],
+                       report["prices"])
 
 
 @app.command()

@@ -1,69 +1,59 @@
-"""`servelab demo`: a quick sweep of the built-in server at rising loads, with a verdict."""
+"""`servelab demo`: a quick sweep of two batching levers of the built-in server, then what
+they buy: capacity at the SLO with intervals, the latency/cost frontier, the attribution
+table and a recommendation for a stated traffic.
+
+Everything is an ordinary sweep (servelab/sweep_run.py) read back through the same
+functions as `servelab sweep-summary`, `servelab frontier` and `servelab recommend`, so
+the demo's numbers are the commands' numbers. The demo prices the local CPU machine at
+DEMO_PRICE $/hour, said wherever a $ figure appears (prices change: set yours with
+`servelab recommend SWEEP --price-per-hour local-cpu=USD`).
+"""
 
 from __future__ import annotations
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
-from analysis.slo import parse_slo
-from servelab.config import LoadConfig, RunConfig, ServerConfig
-from servelab.progress import RunProgress
-from servelab.results import run_summary
-from servelab.runner import execute_run
+from servelab.progress import SweepProgress
+from servelab.sweep_spec import SweepSpec
 
-DEMO_SLO = "ttft_p99<=1000ms,tpot_p99<=50ms"
-# req/s, open loop, evenly spaced so that a short demo offers exactly these rates: below,
-# near and above what the small model serves one request at a time on one CPU core.
-DEMO_RATES = (1.0, 3.0, 6.0)
+DEMO_PRICE = 0.10  # $/hour assumed for this machine (the catalog's local-cpu has no price of its own)
+DEMO_TRAFFIC = 40.0  # req/s the recommendation plans for
 
 
-def demo_config(rate: float, duration_s: float) -> RunConfig:
-    load = LoadConfig(mode="open", rate=rate, arrival="constant", duration_s=duration_s,
-                      max_tokens=32, prompt_tokens=64, warmup_s=min(1.0, duration_s / 4), drain_s=10.0)
-    return RunConfig(target="builtin", label=f"demo {rate:g} req/s", load=load,
-                     server=ServerConfig(model="small"), slo=parse_slo(DEMO_SLO))
+def demo_spec(duration_s: float) -> SweepSpec:
+    """Batching none vs continuous on the tiny model: 2 repeats of a coarse capacity search."""
+    setup = {"hardware": "local-cpu", "price_per_hour": DEMO_PRICE}
+    return SweepSpec.model_validate({
+        "name": "demo", "slo": "ttft_p99<=500ms,tpot_p99<=50ms", "duration_s": duration_s, "drain_s": 3,
+        "repeats": 2, "search": {"kind": "capacity", "low": 2, "high": 96, "rel_tol": 0.2, "max_probes": 5},
+        "workload": {"max_tokens": 32, "prompt_tokens": 64},
+        "setups": {"none": {"server": {"model": "tiny", "batching": "none"}, **setup},
+                   "continuous": {"server": {"model": "tiny", "batching": "continuous", "max_batch_size": 16},
+                                  **setup}},
+    })
 
 
-def run_demo(store: str, duration_s: float, out: Console, err: Console) -> list[dict]:
-    """Runs one short open-loop run per demo rate; prints the table and the verdict."""
-    summaries = []
-    for i, rate in enumerate(DEMO_RATES, 1):
-        cfg = demo_config(rate, duration_s)
-        with RunProgress(err, duration_s, label=f"[{i}/{len(DEMO_RATES)}] {rate:g} req/s") as p:
-            run_id = execute_run(cfg, store, on_progress=p.update)
-        summaries.append(run_summary(store, run_id))
-    out.print(_table(summaries))
-    for s in summaries:
-        out.print(f"  {s['label']}: run {s['run_id']}")
-    _verdict(out, summaries)
-    return summaries
+def run_demo(store: str, duration_s: float, out: Console, err: Console) -> dict:
+    """Runs the demo sweep and prints capacity, frontier, attribution and the recommendation."""
+    from servelab.decisions import frontier_report, recommend_report
+    from servelab.render_cost import print_frontier, print_recommendation
+    from servelab.render_sweep import capacity_table
+    from servelab.sweep_run import SweepRunner
+    from servelab.sweeps import sweep_summary
 
-
-def _table(summaries: list[dict]) -> Table:
-    # Numbers are never cut (no_wrap); the two-line headers keep it within 80 columns.
-    t = Table(title=f"demo: built-in server, small model, SLO {DEMO_SLO}", box=box.SIMPLE_HEAD)
-    for col in ("offered\nreq/s", "served\nreq/s", "out\ntok/s", "TTFT p99\nms", "TPOT p99\nms",
-                "errors", "SLO\nattain.", "SLO\nmet"):
-        t.add_column(col, justify="right", no_wrap=True)
-    for s in summaries:
-        t.add_row(
-            f"{s['steps'][0].get('rate') or 0:g}", _f(s["req_s"]),
-            _f(s["output_tok_s"]), _f(s["ttft_ms"]["p99"]), _f(s["tpot_ms"]["p99"]),
-            str(s["errors"]), _f(s["slo_attainment"]), "yes" if s["slo_met"] else "no",
-        )
-    return t
-
-
-def _f(v) -> str:
-    return "-" if v is None else f"{v:,.2f}"
-
-
-def _verdict(out: Console, summaries: list[dict]) -> None:
-    met = [s for s in summaries if s["slo_met"]]
-    if met:
-        best = max(met, key=lambda s: s["req_s"] or 0)
-        out.print(f"highest demo load that met the SLO: {best['label']} "
-                  f"({_f(best['req_s'])} req/s, {_f(best['output_tok_s'])} output tok/s)")
-    else:
-        out.print("no demo load met the SLO on this machine")
+    spec = demo_spec(duration_s)
+    err.print(f"demo: capacity of the built-in tiny model at the SLO {spec.slo}, batching none vs continuous "
+              f"({spec.repeats} repeats of {duration_s:g} s points; about 3-4 minutes)")
+    with SweepProgress(err, spec.name, spec.duration_s) as progress:
+        runner = SweepRunner(spec, "servelab demo", store, on_point=progress.point, on_progress=progress.update)
+        sweep_id = runner.run()
+    result = sweep_summary(store, sweep_id)
+    out.print(capacity_table(result))
+    report = frontier_report(result, baseline="none")
+    print_frontier(out, report["frontier"], report["attribution"], report["costs"], report["prices"])
+    rec, prices = recommend_report(result, DEMO_TRAFFIC)
+    out.print(f"\nrecommendation for {DEMO_TRAFFIC:g} req/s (this machine priced at ${DEMO_PRICE:.2f}/hour, "
+              "an assumption of the demo):")
+    print_recommendation(out, rec, prices)
+    out.print(f"\nthe sweep: servelab sweep-summary {sweep_id} --points --store {store}")
+    return {"sweep": result, "frontier": report, "recommendation": rec}

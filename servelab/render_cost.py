@@ -89,8 +89,8 @@ def frontier_table(front: Mapping[str, Any]) -> Table:
                                                  r["usd_per_1m_output_tokens"] or 0.0))
     for r in rows:
         by = r.get("dominated_by")
-        mark = "yes" if r["pareto"] else "-" if r["pareto"] is None else f"no (by {by['setup']} @ {by['load']:g})"
-        load = f"{r['load']:g}" + (" users" if r["load_kind"] == "users" else "/s")
+        mark = "yes" if r["pareto"] else "-" if r["pareto"] is None else f"no: {by['setup']}@{by['load']:.3g}"
+        load = f"{r['load']:.3g}" + (" users" if r["load_kind"] == "users" else "/s")
         t.add_row(str(r["setup"]), load, _num(r["req_s"]), _num(r["output_tok_s"]), _num(r["latency_ms"]),
                   _usd(r["usd_per_1m_output_tokens"]), "met" if r["slo_met"] else "missed", mark)
     return t
@@ -111,7 +111,7 @@ def attribution_table(att: Mapping[str, Any]) -> Table:
         t.add_row(str(r["setup"]), cell(r["capacity_ratio"], r["capacity_verdict"], lambda v: f"{v:.2f}", "x"),
                   cell(r["usd_per_1m_output_tokens_pct"], r["usd_verdict"], _pct),
                   cell(r["ttft_p99_pct"], r["ttft_verdict"], _pct), cell(r["tpot_p99_pct"], r["tpot_verdict"], _pct),
-                  at if isinstance(at, str) else f"{at:g} req/s")
+                  at if isinstance(at, str) else f"{at:.3g} req/s")
     return t
 
 
