@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import data, sweep_views
+from servelab.decisions import frontier_report, recommend_report
 from servelab.errors import UserError
 from servelab.prices import PRICINGS, load_catalog, sweep_prices
 
@@ -70,15 +71,38 @@ def flags_for(sweep: dict[str, Any]) -> list[str]:
     return [f"{name}={usd!r}" for name, usd in sorted(overrides().items()) if name in known]
 
 
-def prices_for(sweep: dict[str, Any], pricing: str) -> dict[str, dict[str, Any]]:
-    """{setup: price} under the pricing and this session's overrides (servelab.prices.sweep_prices)."""
+def relabel(obj: Any) -> Any:
+    """A price's source "--price-per-hour flag" named as the user set it here (a session
+    override), wherever it appears in a report; every figure stays as computed."""
+    if isinstance(obj, dict):
+        return {k: relabel(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [relabel(v) for v in obj]
+    return SESSION_SOURCE if obj == FLAG_SOURCE else obj
+
+
+def _shown(fn, *args, **kwargs):
+    """Calls a decision function; a user mistake is one error line on the page, as on the CLI."""
     try:
-        prices = sweep_prices(sweep, pricing, None, flags_for(sweep))
+        return relabel(fn(*args, **kwargs))
     except UserError as exc:
         st.error(str(exc))
         st.stop()
-    # same figure as the flag, named as the user set it here
-    return {n: {**p, "source": SESSION_SOURCE} if p.get("source") == FLAG_SOURCE else p for n, p in prices.items()}
+
+
+def prices_for(sweep: dict[str, Any], pricing: str) -> dict[str, dict[str, Any]]:
+    """{setup: price} under the pricing and this session's overrides (servelab.prices.sweep_prices)."""
+    return _shown(sweep_prices, sweep, pricing, None, flags_for(sweep))
+
+
+def frontier(sweep: dict[str, Any], pricing: str, **options: Any) -> dict[str, Any]:
+    """`servelab frontier --json`'s object under this session's overrides (servelab/decisions.py)."""
+    return _shown(frontier_report, sweep, pricing, None, flags_for(sweep), **options)
+
+
+def recommendation(sweep: dict[str, Any], traffic: float, pricing: str, **options: Any) -> dict[str, Any]:
+    """`servelab recommend --json`'s object under this session's overrides (servelab/decisions.py)."""
+    return _shown(lambda: recommend_report(sweep, traffic, pricing, None, flags_for(sweep), **options)[0])
 
 
 def overrides_note(sweep: dict[str, Any]) -> None:

@@ -3,8 +3,7 @@ sweep, the Pareto set joined, dominated points grey; the same figures as `servel
 
 import streamlit as st
 
-from analysis.cost import setup_cost, setup_usd_per_hour
-from analysis.frontier import frontier
+from analysis.cost import setup_usd_per_hour
 from dashboard import cost_views, pricing
 from servelab.prices import describe
 
@@ -19,10 +18,10 @@ chosen = pricing.pricing_select(right)
 slo_only = far.checkbox("SLO-meeting loads only", help="leave out loads that missed the SLO before the Pareto "
                         "set is taken (servelab frontier --slo-only)")
 latency = f"{cost_views.LATENCIES[metric]}_{stat}"
-prices = pricing.prices_for(sweep, chosen)
+report = pricing.frontier(sweep, chosen, latency=latency, slo_only=slo_only)
+prices, front = report["prices"], report["frontier"]
 pricing.overrides_note(sweep)
 
-front = frontier(sweep, prices, latency, slo_only)
 frame = cost_views.frontier_frame(front, sweep)
 label = f"{metric} {stat}"
 unpriced = [n for n, p in prices.items() if p.get("usd_per_hour") is None]
@@ -58,9 +57,7 @@ st.download_button("frontier (CSV)", frame.to_csv(index=False), f"{sweep['sweep_
                    "text/csv")
 
 st.subheader("Cost at capacity within the SLO (one copy)")
-costs = [setup_cost(s, prices[s["name"]], 1) for s in sweep["setups"]
-         if prices[s["name"]].get("usd_per_hour") is not None]
-table = cost_views.cost_frame(costs)
+table = cost_views.cost_frame(report["costs"])
 ci = "95% interval from the capacity's interval (the $ bounds swap: more capacity, fewer $)"
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "usd_per_hour": st.column_config.NumberColumn("$/hour", format="$%.4g", help="replicas x price per hour "

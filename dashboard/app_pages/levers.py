@@ -4,8 +4,6 @@
 
 import streamlit as st
 
-from analysis.attribution import attribution
-from analysis.cost import setup_usd_per_hour
 from dashboard import cost_views, pricing
 
 st.title("Levers")
@@ -18,10 +16,8 @@ left, right = st.columns(2)
 baseline = left.selectbox("baseline setup", names, help="every other setup is compared with this one "
                           "(servelab frontier --baseline NAME)")
 chosen = pricing.pricing_select(right)
-prices = pricing.prices_for(sweep, chosen)
+att = pricing.frontier(sweep, chosen, baseline=baseline)["attribution"]
 pricing.overrides_note(sweep)
-per_hour = {n: None if p.get("usd_per_hour") is None else setup_usd_per_hour(p, 1) for n, p in prices.items()}
-att = attribution(sweep, baseline, per_hour)
 frame = cost_views.attribution_frame(att, pricing.with_fidelity(sweep))
 
 st.dataframe(cost_views.attribution_display(att, frame), hide_index=True, width="stretch", column_config={

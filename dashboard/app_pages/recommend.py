@@ -6,7 +6,6 @@ import json
 
 import streamlit as st
 
-from analysis.recommend import recommend
 from dashboard import pricing, recommend_views
 from dashboard.cost_views import usd
 from servelab.cli_cost import _with_slo as judged  # the very function `servelab recommend --slo` uses
@@ -47,14 +46,14 @@ if fidelity:
         st.session_state[pricing.FIDELITY] = {}
         st.rerun()
 
-prices = pricing.prices_for(sweep, chosen)
 pricing.overrides_note(sweep)
 try:
-    rec = recommend(judged(sweep, slo or None), traffic, prices, headroom=headroom, fidelity=fidelity,
-                    min_fidelity=min_fidelity if use_min else None, spot_overhead=spot)
-except (UserError, ValueError) as exc:
+    judged_sweep = judged(sweep, slo or None)
+except UserError as exc:
     st.error(str(exc))
     st.stop()
+rec = pricing.recommendation(judged_sweep, traffic, chosen, headroom=headroom, spot_overhead=spot,
+                             fidelity=fidelity, min_fidelity=min_fidelity if use_min else None)
 
 if rec["setup"] is None:
     st.error(f"No setup serves {traffic:g} req/s within `{rec.get('slo')}` with {headroom:.0%} headroom: "
