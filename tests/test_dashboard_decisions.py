@@ -110,6 +110,13 @@ def test_levers_page_shows_the_attribution_with_intervals_and_fidelity(store):
     assert set(at.dataframe[0].value["setup"]) == {"none", "int8"}
 
 
+def test_levers_page_without_fidelity_reports_says_where_they_come_from(store):
+    at = page("levers")
+    clean(at)
+    assert "fidelity" not in at.dataframe[0].value.columns
+    assert "servelab fidelity" in " ".join(c.value for c in at.caption)
+
+
 RECOMMEND_CASES = [
     ({}, {"traffic": 20.0}, []),
     ({OVERRIDES: {"int8": 0.3}}, {"traffic": 35.0, "headroom": 0.25}, ["--price-per-hour", "int8=0.3"]),

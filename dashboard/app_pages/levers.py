@@ -20,7 +20,10 @@ att = pricing.frontier(sweep, chosen, baseline=baseline)["attribution"]
 pricing.overrides_note(sweep)
 frame = cost_views.attribution_frame(att, pricing.with_fidelity(sweep))
 
-st.dataframe(cost_views.attribution_display(att, frame), hide_index=True, width="stretch", column_config={
+shown = cost_views.attribution_display(att, frame)
+if shown["fidelity"].isna().all():  # an empty column reads as missing data: say where reports come from
+    shown = shown.drop(columns=["fidelity"])
+st.dataframe(shown, hide_index=True, width="stretch", column_config={
     "capacity": st.column_config.TextColumn(
         "capacity", help="mean capacity over the repeats / the baseline's, [95% interval] (delta method on the "
         "log ratio, Welch's t); none when either setup's capacity is only a bound"),
@@ -37,7 +40,9 @@ st.dataframe(cost_views.attribution_display(att, frame), hide_index=True, width=
         "has one"),
 })
 st.caption('"no measurable change": the 95% interval contains no change. "no interval": fewer than two repeats '
-           "on a side. Intervals need the sweep's repeats (`repeats:` in the sweep file).")
+           "on a side. Intervals need the sweep's repeats (`repeats:` in the sweep file)."
+           + ("" if "fidelity" in shown else " No fidelity figures: compare answers with `servelab fidelity --json` "
+              "and upload the report on the **Recommend** page."))
 st.download_button("attribution (CSV)", frame.to_csv(index=False), f"{sweep['sweep_id']}-levers-{baseline}.csv",
                    "text/csv")
 
