@@ -32,10 +32,16 @@ if frame.empty or frame["usd_per_1m_output_tokens"].isna().all():
     st.info("Nothing to draw yet: no setup has both a price and a measured load.")
     st.stop()
 
-st.plotly_chart(cost_views.frontier_chart(frame, label), key="frontier")
+event = st.plotly_chart(cost_views.frontier_chart(frame, label), key="frontier", on_select="rerun",
+                        selection_mode="points")
 st.caption("Each marker is one load of one setup (its repeats averaged). Coloured: on the Pareto frontier "
            "(no other point is both faster and cheaper); grey: dominated. Hollow: the load missed the SLO. "
-           "Hover for the runs; open them from the table below.")
+           "Hover for the runs; click a marker (or use the table below) to open them.")
+picked = [p for p in ((event or {}).get("selection") or {}).get("points") or [] if p.get("customdata")]
+for p in picked:
+    runs = str(p["customdata"][0]).split()
+    links = ", ".join(f"[{r}](run?run={r})" for r in runs) or "no stored run"
+    st.markdown(f"Runs at **{p['customdata'][1]:g} {p['customdata'][2]}**: {links}")
 st.dataframe(frame.drop(columns=["run_ids"]), hide_index=True, width="stretch", column_config={
     "run": st.column_config.LinkColumn("run", display_text=r"run\?run=(.*)",
                                        help="the first repeat's run at this load (all of them: CSV `run_ids`)"),
