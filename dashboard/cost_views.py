@@ -80,7 +80,7 @@ def frontier_chart(frame: pd.DataFrame, latency_label: str) -> go.Figure:
                 marker=dict(size=11 if on_front else 8, color=color if on_front else GREY,
                             line=dict(width=1, color=color),
                             symbol=["circle" if m else "circle-open" for m in sub["slo_met"]]),
-                customdata=sub[["run_ids", "load", "load_unit", "req_s", "dominated_by"]].astype(object).values,
+                customdata=sub[["run_ids", "load", "load_unit", "req_s", "dominated_by", "setup"]].astype(object).values,
                 hovertemplate=(f"<b>{name}</b> at %{{customdata[1]:~g}} %{{customdata[2]}}<br>"
                                f"{latency_label} %{{x:.1f}} ms, $%{{y:.4g}} per 1M output tokens<br>"
                                "%{customdata[3]:.2f} req/s achieved<br>runs: %{customdata[0]}"

@@ -41,7 +41,7 @@ picked = [p for p in ((event or {}).get("selection") or {}).get("points") or [] 
 for p in picked:
     runs = str(p["customdata"][0]).split()
     links = ", ".join(f"[{r}](run?run={r})" for r in runs) or "no stored run"
-    st.markdown(f"Runs at **{p['customdata'][1]:g} {p['customdata'][2]}**: {links}")
+    st.markdown(f"Runs of **{p['customdata'][5]}** at **{p['customdata'][1]:g} {p['customdata'][2]}**: {links}")
 st.dataframe(frame.drop(columns=["run_ids"]), hide_index=True, width="stretch", column_config={
     "run": st.column_config.LinkColumn("run", display_text=r"run\?run=(.*)",
                                        help="the first repeat's run at this load (all of them: CSV `run_ids`)"),
