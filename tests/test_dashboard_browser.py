@@ -216,9 +216,14 @@ def test_every_sweep_page_in_chromium(dashboard_url, tmp_path):
                 assert page.get_by_text("Traceback").count() == 0, path
                 shots.append(tmp_path / f"dash-{path}.png")
                 page.screenshot(path=str(shots[-1]), full_page=True)
-            # The frontier's markers are drawn (not an empty axis).
+            # The frontier's markers are drawn, and a click on one gives links to its runs.
             page.goto(f"{dashboard_url}/frontier?sweep={dfx.SWEEP_ID}")
-            page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=WAIT_MS)
+            marker = page.locator(".js-plotly-plot .scatterlayer .point").first
+            marker.wait_for(timeout=WAIT_MS)
+            page.wait_for_timeout(800)
+            marker.click(force=True)
+            page.get_by_text("Runs of").wait_for(timeout=WAIT_MS)
+            assert page.locator(f'a[href="run?run={fx.OPEN_RUN}"]').count() >= 1
 
             # An override set on Hardware and prices reaches Recommend in the same session
             # (sidebar navigation keeps the session; a fresh page load would not).
