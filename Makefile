@@ -11,7 +11,7 @@ venv: $(STAMP)
 # pip (not uv/poetry): the pinned CPU torch wheel is found by pip only.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all,test]'
 	@touch $(STAMP)
 
 demo: venv

@@ -85,8 +85,7 @@ def _by_repeat(setup: Mapping[str, Any]) -> dict[int, dict[float, list[Mapping[s
 
 
 def _metric(points: list[Mapping[str, Any]], metric: str) -> float | None:
-    vals = [(p.get(f"{metric}_ms") or {}).get("p99") for p in points]
-    vals = [v for v in vals if v is not None]
+    vals = [float(v) for p in points if (v := (p.get(f"{metric}_ms") or {}).get("p99")) is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -140,8 +139,9 @@ def compare(base: Mapping[str, Any], other: Mapping[str, Any], price_ratio: floa
            "latency_at": "capacity" if load is None else load}
     for metric in ("ttft", "tpot"):
         r = ratio_interval(latency_repeats(other, metric, load), latency_repeats(base, metric, load))
-        row[f"{metric}_p99_pct"] = as_percent(r)
-        row[f"{metric}_verdict"] = verdict(row[f"{metric}_p99_pct"], 0.0)
+        pct = as_percent(r)
+        row[f"{metric}_p99_pct"] = pct
+        row[f"{metric}_verdict"] = verdict(pct, 0.0)
     return row
 
 

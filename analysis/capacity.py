@@ -94,8 +94,9 @@ def crossing(lo: Probe, hi: Probe) -> float:
 
     Formula: c = lo + (hi - lo) * (-log m_lo) / (log m_hi - log m_lo), within [lo, hi]
     """
-    if _usable(lo.margin) and _usable(hi.margin) and math.log(hi.margin) > math.log(lo.margin):
-        a, b = math.log(lo.margin), math.log(hi.margin)
+    m_lo, m_hi = lo.margin, hi.margin
+    if m_lo is not None and m_hi is not None and _usable(m_lo) and _usable(m_hi) and m_hi > m_lo:
+        a, b = math.log(m_lo), math.log(m_hi)
         frac = min(1.0, max(0.0, -a / (b - a)))
         return lo.load + (hi.load - lo.load) * frac
     return math.sqrt(lo.load * hi.load)
@@ -123,12 +124,13 @@ def next_load(probes: Sequence[Probe], low: float, high: float, rel_tol: float, 
     if len(probes) >= max_probes:
         return None
     b = bracket(probes)
-    if b.hi is None:  # only passes
+    if b.hi is None and b.lo is not None:  # only passes
         top = max(p.load for p in probes)
         return None if top >= high else min(high, b.lo.load * _jump(b.lo.margin, rel_tol, hint is not None))
-    if b.lo is None:  # only fails
+    if b.lo is None and b.hi is not None:  # only fails
         bottom = min(p.load for p in probes)
         return None if bottom <= low else max(low, b.hi.load / _jump(b.hi.margin, rel_tol, hint is not None))
+    assert b.lo is not None and b.hi is not None  # a probe is either a pass or a fail
     lo, hi = b.lo.load, b.hi.load
     if hi / lo - 1 <= rel_tol:
         return None
@@ -173,6 +175,7 @@ def estimate_repeat(probes: Sequence[Probe], open_loop: bool = True) -> RepeatEs
         return RepeatEstimate(None, "below", hi=min(p.load for p in probes))
     c = crossing(b.lo, b.hi)
     frac = (c - b.lo.load) / (b.hi.load - b.lo.load) if b.hi.load > b.lo.load else 0.0
+    req_s: float | None
     if open_loop:
         tokens = _between(b.lo.tokens_per_req, b.hi.tokens_per_req, frac)
         req_s, tok_s = c, None if tokens is None else c * tokens

@@ -86,12 +86,12 @@ def capacity_rates(setup: Mapping[str, Any]) -> dict[str, dict | None]:
     Output tokens/s: the sweep's `capacity_output_tok_s` when given, else capacity_req_s
     * output_tokens_per_req. Total: capacity_req_s * (prompt + output tokens per request).
     """
-    req = setup.get("capacity_req_s") or None
-    out = setup.get("capacity_output_tok_s") or None
+    req: dict = setup.get("capacity_req_s") or {}
+    out: dict | None = setup.get("capacity_output_tok_s") or None
     if not out or out.get("value") is None:
         out = _scaled(req, setup.get("output_tokens_per_req"))
-    per_req = [setup.get("prompt_tokens_per_req"), setup.get("output_tokens_per_req")]
-    total = _scaled(req, None if None in per_req else sum(per_req))
+    prompt, output = setup.get("prompt_tokens_per_req"), setup.get("output_tokens_per_req")
+    total = _scaled(req, None if prompt is None or output is None else prompt + output)
     return {"req_s": req, "output_tok_s": out, "total_tok_s": total}
 
 
@@ -104,7 +104,7 @@ def setup_cost(setup: Mapping[str, Any], price: Mapping[str, Any], replicas: int
     = usd_per_hour / (req_s * 3600) * 1e3; energy as in `energy_cost`.
     """
     per_hour = setup_usd_per_hour(price, replicas, spot_overhead)
-    rates = {k: _scaled(v, replicas) for k, v in capacity_rates(setup).items()}
+    rates = {k: _scaled(v or {}, replicas) for k, v in capacity_rates(setup).items()}
     return {
         "setup": setup.get("name"),
         "replicas": replicas,

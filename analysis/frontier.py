@@ -28,7 +28,7 @@ def parse_latency(text: str) -> tuple[str, str]:
     return metric, stat
 
 
-def _load_key(p: Mapping[str, Any]) -> tuple[str, float]:
+def _load_key(p: Mapping[str, Any]) -> tuple[str, Any]:
     return ("users", p["users"]) if p.get("users") is not None else ("rate", p.get("rate") or p.get("offered_rate"))
 
 

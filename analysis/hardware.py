@@ -19,13 +19,13 @@ Formulas (per window [t0, t1], summed over GPUs):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 MIN_ENERGY_SPAN_NS = 1_000_000_000
-SampleArg = pd.DataFrame | Sequence[Mapping[str, Any]] | None
+SampleArg: TypeAlias = "pd.DataFrame | Sequence[Mapping[str, Any]] | None"
 
 
 def frame(samples: SampleArg) -> pd.DataFrame:
@@ -100,6 +100,7 @@ def hardware_figures(samples: SampleArg, window: tuple[int, int] | None,
     if not len(df) or "t_ns" not in df:
         return None
     t = pd.to_numeric(df["t_ns"], errors="coerce")
+    window_s: float | None
     if window is not None:
         df = df[(t >= window[0]) & (t <= window[1])]
         window_s = (window[1] - window[0]) / 1e9
@@ -129,28 +130,29 @@ def run_hardware(parts: list[tuple[dict[str, Any] | None, float | None, float | 
     Formula: energy and GPU-seconds add up over steps (energy only when every step with
     samples has it); means are weighted by window length; peaks are maxima.
     """
-    parts = [(f, w or 0.0, t or 0.0) for f, w, t in parts if f is not None]
-    if not parts:
+    steps: list[tuple[dict[str, Any], float, float]] = [
+        (f, w or 0.0, t or 0.0) for f, w, t in parts if f is not None]
+    if not steps:
         return None
-    tokens = sum(t for _, _, t in parts)
-    energies = [f["energy_j"] for f, _, _ in parts]
+    tokens = sum(t for _, _, t in steps)
+    energies = [f["energy_j"] for f, _, _ in steps]
     energy = sum(energies) if all(e is not None for e in energies) else None
-    gpu_s = sum(f["gpus"] * w for f, w, _ in parts)
-    peak = lambda k: max((f[k] for f, _, _ in parts if f[k] is not None), default=None)  # noqa: E731
-    roles = sorted({r for f, _, _ in parts for r in (f["cpu_pct_mean"] or {})})
-    sources = sorted({s for f, _, _ in parts if f["sample_source"] for s in f["sample_source"].split(",")})
+    gpu_s = sum(f["gpus"] * w for f, w, _ in steps)
+    peak = lambda k: max((f[k] for f, _, _ in steps if f[k] is not None), default=None)  # noqa: E731
+    roles = sorted({r for f, _, _ in steps for r in (f["cpu_pct_mean"] or {})})
+    sources = sorted({s for f, _, _ in steps if f["sample_source"] for s in f["sample_source"].split(",")})
     return {
         "sample_source": ",".join(sources) if sources else None,
-        "gpus": max(f["gpus"] for f, _, _ in parts),
-        "power_w_mean": _weighted([(f["power_w_mean"], w) for f, w, _ in parts]),
+        "gpus": max(f["gpus"] for f, _, _ in steps),
+        "power_w_mean": _weighted([(f["power_w_mean"], w) for f, w, _ in steps]),
         "power_w_peak": peak("power_w_peak"),
         "energy_j": energy,
         "j_per_output_token": energy / tokens if energy is not None and tokens else None,
         "tokens_per_joule": tokens / energy if energy and tokens else None,
         "gpu_s_per_1m_tokens": gpu_s / tokens * 1e6 if gpu_s and tokens else None,
-        "gpu_util_pct_mean": _weighted([(f["gpu_util_pct_mean"], w) for f, w, _ in parts]),
+        "gpu_util_pct_mean": _weighted([(f["gpu_util_pct_mean"], w) for f, w, _ in steps]),
         "mem_used_bytes_peak": peak("mem_used_bytes_peak"),
-        "cpu_pct_mean": {r: _weighted([((f["cpu_pct_mean"] or {}).get(r), w) for f, w, _ in parts])
+        "cpu_pct_mean": {r: _weighted([((f["cpu_pct_mean"] or {}).get(r), w) for f, w, _ in steps])
                          for r in roles} or None,
     }
 

@@ -67,7 +67,7 @@ def rejudge_setup(setup: Mapping[str, Any], terms: list) -> dict[str, Any]:
     caps = [_repeat_capacity(pts, terms) for pts in by_repeat.values()]
     found = [c for c, _ in caps if c is not None]
     bound = "below" if not found else "above" if all(all_met for _, all_met in caps) else None
-    cap = {"value": None, "ci_low": None, "ci_high": None} if bound else capacity_interval(found)
+    cap: dict[str, Any] = {"value": None, "ci_low": None, "ci_high": None} if bound else capacity_interval(found)
     cap.update(bound=bound, repeats=found, method="rejudged: highest met load per repeat, t interval")
     out["capacity_req_s"] = cap
     per_req = out.get("output_tokens_per_req")

@@ -26,7 +26,7 @@ Pure: no I/O. Percentiles as in `analysis.stats`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,7 @@ def short_output_frac(records: list[dict[str, Any]]) -> float | None:
     return short / judged if judged else None
 
 
-def achieved_over_requested(steps: list[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
+def achieved_over_requested(steps: Sequence[Mapping[str, Any]], records: list[dict[str, Any]]) -> float | None:
     """Open loop: requests sent / arrivals scheduled before stop, over all open steps.
 
     Formula: sum(sent_k) / sum(scheduled_k); sent = records with a t_sched_ns.
@@ -100,7 +100,7 @@ def _max(values: Iterable[Any]) -> float | None:
     return max(vals) if vals else None
 
 
-def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: list[Mapping[str, Any]],
+def self_check(requests: pd.DataFrame | Iterable[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]],
                exact_prompt: bool = False, thresholds: Mapping[str, float] = THRESHOLDS) -> dict[str, Any]:
     """The `self_check` object of a run summary: the figures, `passed` and `reasons`."""
     records = as_records(requests, _COLUMNS)
@@ -162,6 +162,6 @@ def figure_rows(check: Mapping[str, Any]) -> list[dict[str, Any]]:
     limits = check.get("thresholds") or THRESHOLDS
     rows = []
     for key, label, limit_key, fmt in FIGURES:
-        limit = fmt.format(limits[limit_key]) if limit_key and limit_key in limits else "reported only"
+        limit = fmt.format(limits[limit_key]) if fmt and limit_key and limit_key in limits else "reported only"
         rows.append({"figure": label, "value": check.get(key), "limit": limit})
     return rows

@@ -183,7 +183,7 @@ def evaluate_terms(requests: Requests, terms: Iterable[SLOTerm], rows: np.ndarra
         finite = q is not None and math.isfinite(q)
         vacuous = q is None and t.metric in _OPTIONAL and bool(rows.any())
         out.append({"term": format_term(t), "value_ms": q if finite else None,
-                    "met": vacuous or (finite and q <= t.threshold_ms)})
+                    "met": vacuous or (q is not None and finite and q <= t.threshold_ms)})
     return out
 
 

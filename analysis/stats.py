@@ -42,6 +42,6 @@ def percentiles(values: Iterable[float | None] | np.ndarray, unit: str = "ms") -
     if arr.size == 0:
         return dict.fromkeys(SUMMARY_KEYS)
     qs = np.percentile(arr, list(PERCENTILES.values()))
-    out = {k: float(q) / scale for k, q in zip(PERCENTILES, qs)}
+    out: dict[str, float | None] = {k: float(q) / scale for k, q in zip(PERCENTILES, qs)}
     out["mean"] = float(arr.mean()) / scale
     return out

@@ -8,7 +8,7 @@ plain ints, floats, strings, bools or None (not applicable), never numpy types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +175,7 @@ def summarize_step(step: Mapping[str, Any], requests: pd.DataFrame | list[Mappin
     return {**_step_header(view), **pooled_metrics(table, [view], slo_terms(slo))}
 
 
-def _steps_or_inferred(steps: list[Mapping[str, Any]], table: RequestTable,
+def _steps_or_inferred(steps: Sequence[Mapping[str, Any]], table: RequestTable,
                        run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The run's step rows, or one minimal row per step seen in the requests when it has none."""
     if steps:
@@ -197,7 +197,7 @@ def _step_hardware(samples: pd.DataFrame | None, view: StepView, metrics: dict[s
     return hw.hardware_figures(mine, view.window, tokens), seconds, tokens
 
 
-def summarize_run(run: Mapping[str, Any], steps: list[Mapping[str, Any]],
+def summarize_run(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
                   requests: pd.DataFrame | list[Mapping[str, Any]], slo: SloArg = None,
                   samples: hw.SampleArg = None) -> dict[str, Any]:
     """Summary of a run: run-level figures over all steps' measured requests, plus `steps`.

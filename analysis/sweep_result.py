@@ -37,7 +37,7 @@ def _near_capacity(repeats: list[list[Mapping[str, Any]]]) -> list[Mapping[str, 
     return out
 
 
-def setup_result(name: str, setup: Mapping[str, Any], points: list[Mapping[str, Any]], repeats: int,
+def setup_result(name: str, setup: Mapping[str, Any], points: Sequence[Mapping[str, Any]], repeats: int,
                  closed_loop: bool) -> dict[str, Any]:
     by_repeat = [sorted((p for p in points if p["repeat"] == k), key=lambda p: p["probe"]) for k in range(repeats)]
     by_repeat = [pts for pts in by_repeat if pts]
@@ -64,7 +64,7 @@ def setup_result(name: str, setup: Mapping[str, Any], points: list[Mapping[str, 
     }
 
 
-def summarize_sweep(sweep: Mapping[str, Any], points: list[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize_sweep(sweep: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The result object of one sweep (row as stored, with its spec) over its points."""
     spec = sweep.get("spec") or {}
     search = spec.get("search") or {}

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from servelab.config import DEFAULT_STORE, ENV_PREFIX
 from store import queries
+from store.load import RunData, load_run
 from store.schema import StoreBusyError, StoreError
 
 START_HINT = "Start one with `servelab run --target builtin --rate 2 --duration 10`."
@@ -31,22 +31,13 @@ def runs(path: str) -> list[dict]:
 
 
 @st.cache_data(ttl=300, max_entries=32, show_spinner="Reading the run…")
-def run_bundle(path: str, run_id: str, stamp: tuple = ()) -> tuple[dict, list[dict], pd.DataFrame]:
-    """(run, steps, requests) of one run.
+def run_data(path: str, run_id: str, stamp: tuple = ()) -> RunData:
+    """One run's stored rows (store.load.load_run, the read path `servelab summary` uses too).
 
     `stamp` is part of the cache key only: pass what the run listing says about the run
     (status, request count, end time) so a run that changed is read again at once.
     """
-    return (queries.get_run(path, run_id), queries.get_steps(path, run_id),
-            queries.get_requests(path, run_id))
-
-
-@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
-def hardware_bundle(path: str, run_id: str, stamp: tuple = ()) -> tuple[pd.DataFrame, list[dict]]:
-    """(samples, top operators) of one run; cached like run_bundle."""
-    from store import profiles
-
-    return profiles.get_samples(path, run_id), profiles.get_operators(path, run_id)
+    return load_run(path, run_id)
 
 
 def run_stamp(row: dict) -> tuple:

@@ -6,7 +6,7 @@ process with rate r(t), where L(t) = integral_0^t r(u) du is the cumulative rate
 expected number of arrivals in [0, T] is L(T); with `exact` (the default, as in
 `loadtest.schedules`) the unit-rate process is conditioned on round(L(T)) arrivals, so a
 ramp offers exactly its mean count. Every generator yields int ns offsets from t0,
-lazily, bounded like `loadtest.schedules`. Pure: no I/O, no clock.
+lazily, bounded like `loadtest.schedules` (`loadtest.offsets`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from loadtest.schedules import _BLOCK, NS, _bounded, exact_offsets
+from loadtest.offsets import BLOCK, NS, bounded, exact_offsets
 
 
 def _unit_poisson(seed: int, total: float | None = None) -> Iterator[float]:
@@ -28,7 +28,7 @@ def _unit_poisson(seed: int, total: float | None = None) -> Iterator[float]:
     rng = np.random.default_rng(seed)
     s = 0.0
     while True:
-        for gap in rng.exponential(1.0, _BLOCK).tolist():
+        for gap in rng.exponential(1.0, BLOCK).tolist():
             s += gap
             yield s
 
@@ -56,7 +56,7 @@ def linear_ramp(rate_start: float, rate_end: float, duration_s: float, seed: int
                 return
             yield round(2 * s / denom * NS)
 
-    return _bounded(offsets(), duration_s, max_requests)
+    return bounded(offsets(), duration_s, max_requests)
 
 
 def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: int,
@@ -82,7 +82,7 @@ def rate_steps(steps: Sequence[tuple[float, float]], duration_s: float, seed: in
                 return
             yield round((seg_t + (s - seg_l) / steps[seg][0]) * NS)
 
-    return _bounded(offsets(), duration_s, max_requests)
+    return bounded(offsets(), duration_s, max_requests)
 
 
 def _steps_cumulative(steps: Sequence[tuple[float, float]], until_s: float) -> float:
@@ -104,7 +104,7 @@ def trace_replay(t_s: np.ndarray, time_scale: float, start_s: float, duration_s:
     if time_scale <= 0:
         raise ValueError("time_scale must be positive")
     first = int(np.searchsorted(t_s, start_s, side="left"))
-    return _bounded((round((float(t) - start_s) / time_scale * NS) for t in t_s[first:]),
+    return bounded((round((float(t) - start_s) / time_scale * NS) for t in t_s[first:]),
                     duration_s, max_requests)
 
 

@@ -30,7 +30,7 @@ BLOCK_SIZE = 16 * 1024  # recv size; bigger only means fewer syscalls when lines
 OPEN_LOOP_POOL = 100_000  # connections an open-loop step may hold: in effect unbounded
 
 
-class _AliveCheck:
+class _AliveCheck(ConnectionPool):
     """Checks a pooled keep-alive connection with a non-blocking MSG_PEEK: idle and open
     means nothing to read. geventhttpclient's own check is a gevent `select()` that costs
     ~100 µs per request, which would all land in the send's lateness."""
@@ -53,7 +53,7 @@ class _AliveCheck:
         return False  # b"" is the peer's FIN; stray bytes make the connection unusable too
 
 
-class _ResolveOnce:
+class _ResolveOnce(ConnectionPool):
     """Resolves the target's address once per pool. geventhttpclient resolves on every new
     connection, through gevent's resolver thread pool: a thread hop per connect that a
     busy machine stretches to many ms, all of it in the send's lateness."""
@@ -111,7 +111,8 @@ class Target:
         (~20 µs each, per chunk); the per-request `gevent.Timeout` covers it instead."""
         cls = _TLSPool if self.https else _Pool
         return cls(self.host, self.port, self.host, self.port, size=size,
-                   connection_timeout=min(timeout_s, 10.0), network_timeout=None)
+                   connection_timeout=min(timeout_s, 10.0),
+                   network_timeout=None)  # type: ignore[arg-type]  # None: no timeout, which it supports
 
 
 def prime(pool: ConnectionPool, n: int = 1) -> None:

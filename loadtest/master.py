@@ -42,7 +42,7 @@ from loadtest.shipping import clock_delta, shift_meta, shift_record
 from loadtest.spec import WorkerSpec
 from loadtest.spool import SpoolWriter
 from loadtest.user import ClosedLoopUser, OpenLoopUser, bind
-from servelab.workers import START_LEAD_S, shard_load
+from loadtest.sharding import START_LEAD_S, shard_load
 
 EXIT_LOST = 5
 CONNECT_TIMEOUT_S = 120.0

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "paraphrases" / "paraphrases.jsonl"
+from servelab.datafiles import data_path
+
+DEFAULT_PATH = data_path("paraphrases", "paraphrases.jsonl")  # the checkout's or the installed copy
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,7 @@ class BodyFactory:
         lengths = next(self._lengths)
         self.capped += lengths.capped
         load = self.load.model_copy(update={"max_tokens": lengths.output})
+        prompt: str | list[int]
         if self.questions is not None:
             text = self.questions.next().text
             # Exact for a byte-level tokenizer; about one BPE token per word elsewhere.

@@ -1,4 +1,5 @@
-"""The per-request record: the `requests-<producer>.jsonl` line of docs/architecture.md.
+"""The per-request record as the load generator fills it in: a `requests-<producer>.jsonl`
+line (keys: servelab/spoolfile.py).
 
 A record starts as `cancelled` with no timings and is filled in as the request goes, so a
 request interrupted at any point is still written with what was seen. Pure: no I/O.
@@ -7,16 +8,11 @@ request interrupted at any point is still written with what was seen. Pure: no I
 from __future__ import annotations
 
 from loadtest.sse import SSEParser
+from servelab.spoolfile import MAX_ERROR_CHARS, REQUEST_KEYS, STATUSES
 
-STATUSES = ("ok", "http_error", "timeout", "conn_error", "stream_error", "cancelled")
-
-REQUEST_KEYS = (
-    "req_id", "producer", "user_id", "t_sched_ns", "t_send_ns", "wall_send_ns", "t_first_ns",
-    "t_last_ns", "chunk_ns", "status", "http_status", "error", "prompt_tokens", "output_tokens",
-    "prompt_tokens_client", "output_tokens_client", "max_tokens", "server",
-)  # fmt: skip
-
-MAX_ERROR_CHARS = 500
+# The keys, statuses and error cap are the spool contract's (servelab/spoolfile.py).
+__all__ = ["MAX_ERROR_CHARS", "REQUEST_KEYS", "STATUSES", "apply_parser", "finish_stream", "new_record",
+           "req_id", "set_failure"]
 
 
 def req_id(producer: str, seq: int) -> str:

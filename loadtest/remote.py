@@ -84,7 +84,7 @@ def run_under_master(host: str, port: int, ship: bool, spool_dir: str | None, pr
         step = Step(spec, target, bodies, spool)
         step.trace_t_s = trace_t_s
         for cls in classes.values():
-            cls.step = step
+            setattr(cls, "step", step)  # Locust instantiates the user classes itself
         report(step, env, bodies)
         shipper = gevent.spawn(_ship_loop, runner, spool, spec.producer) if ship else None
         progress = gevent.spawn(_progress_loop, runner, step)
@@ -96,6 +96,7 @@ def run_under_master(host: str, port: int, ship: bool, spool_dir: str | None, pr
         progress.kill()
         if shipper is not None:
             shipper.kill()
+            assert isinstance(spool, ShippingSpool)
             _ship(runner, spool, spec.producer)
         _send_progress(runner, step)
         runner.send_message("servelab_done", {"sent": step.sent, "completed": step.ok,

@@ -20,23 +20,15 @@ random`) is the unconditioned process.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator
 
 import numpy as np
 
+from loadtest import arrivals
+from loadtest.offsets import BLOCK, NS, bounded, exact_offsets
 from servelab.config import LoadConfig
 
-NS = 1_000_000_000
-_BLOCK = 4096  # exponential gaps drawn per numpy call
-_CHUNK = 65_536  # exact count: arrivals drawn per numpy call (memory stays bounded)
-
-
-def _bounded(offsets: Iterator[int], duration_s: float, max_requests: int | None) -> Iterator[int]:
-    """Offsets strictly before the end of the step, at most `max_requests` of them."""
-    end_ns = round(duration_s * NS)
-    within = itertools.takewhile(lambda t: t < end_ns, offsets)
-    return within if max_requests is None else itertools.islice(within, max_requests)
+__all__ = ["NS", "constant", "exact_offsets", "gamma", "poisson", "schedule_for"]
 
 
 def constant(rate: float, duration_s: float, max_requests: int | None = None) -> Iterator[int]:
@@ -47,7 +39,7 @@ def constant(rate: float, duration_s: float, max_requests: int | None = None) ->
     if rate <= 0:
         raise ValueError("rate must be positive")
     gap = NS / rate
-    return _bounded((round(i * gap) for i in itertools.count()), duration_s, max_requests)
+    return bounded((round(i * gap) for i in itertools.count()), duration_s, max_requests)
 
 
 def poisson(rate: float, duration_s: float, seed: int, max_requests: int | None = None,
@@ -73,33 +65,15 @@ def gamma(rate: float, duration_s: float, shape: float, seed: int,
         raise ValueError("rate and shape must be positive")
     if exact:
         seconds = exact_offsets(round(rate * duration_s), duration_s, shape, seed)
-        return _bounded((round(t * NS) for t in seconds), duration_s, max_requests)
-    return _bounded(_gamma_offsets(rate, shape, seed), duration_s, max_requests)
-
-
-def exact_offsets(n: int, span_s: float, shape: float, seed: int) -> Iterator[float]:
-    """n increasing arrival times (float seconds) in [0, span_s): gamma(shape) gaps
-    conditioned on n arrivals in the span.
-
-    Formula: g_1..g_{n+1} ~ Gamma(shape, 1), t_i = span * (g_1 + ... + g_i) / (g_1 + ... + g_{n+1}).
-    At shape 1 these are n sorted uniforms on [0, span). Past _CHUNK arrivals the span is
-    cut into m equal parts whose counts are multinomial(n, 1/m each) (exact for Poisson),
-    each part spaced the same way, so memory stays bounded for week-long steps.
-    """
-    rng = np.random.default_rng(seed)
-    m = max(1, math.ceil(n / _CHUNK))
-    counts = rng.multinomial(n, [1.0 / m] * m).tolist() if m > 1 else [n]
-    width = span_s / m
-    for part, k in enumerate(counts):
-        gaps = rng.gamma(shape, 1.0, k + 1)
-        yield from (part * width + width * np.cumsum(gaps[:-1]) / gaps.sum()).tolist()
+        return bounded((round(t * NS) for t in seconds), duration_s, max_requests)
+    return bounded(_gamma_offsets(rate, shape, seed), duration_s, max_requests)
 
 
 def _gamma_offsets(rate: float, shape: float, seed: int) -> Iterator[int]:
     rng = np.random.default_rng(seed)
     t = 0.0  # float seconds, summed in float64 so gaps do not lose their fractions of ns
     while True:
-        for gap in rng.gamma(shape, 1.0 / (rate * shape), _BLOCK).tolist():
+        for gap in rng.gamma(shape, 1.0 / (rate * shape), BLOCK).tolist():
             t += gap
             yield round(t * NS)
 
@@ -107,8 +81,6 @@ def _gamma_offsets(rate: float, shape: float, seed: int) -> Iterator[int]:
 def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
     """The arrival schedule an open-loop `LoadConfig` asks for (`trace_t_s`: the trace's
     arrival seconds, for arrival='trace')."""
-    from loadtest import arrivals
-
     if load.mode != "open":
         raise ValueError("only open-loop load has an arrival schedule (mode='open' with a rate)")
     n = load.max_requests
@@ -118,7 +90,7 @@ def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
             raise ValueError("trace arrivals need the trace's timestamps")
         return arrivals.trace_replay(trace_t_s, load.time_scale, load.trace_start_s, load.duration_s, n)
     if load.arrival == "steps":
-        return arrivals.rate_steps(load.rate_steps, load.duration_s, load.seed, n, exact)
+        return arrivals.rate_steps(load.rate_steps or [], load.duration_s, load.seed, n, exact)
     if load.rate is None:
         raise ValueError("only open-loop load has an arrival schedule (mode='open' with a rate)")
     if load.arrival == "constant":
@@ -128,5 +100,5 @@ def schedule_for(load: LoadConfig, trace_t_s=None) -> Iterator[int]:
     if load.arrival == "gamma":
         return gamma(load.rate, load.duration_s, load.burstiness, load.seed, n, exact)
     if load.arrival == "ramp":
-        return arrivals.linear_ramp(load.rate, load.rate_end, load.duration_s, load.seed, n, exact)
+        return arrivals.linear_ramp(load.rate, load.rate_end or load.rate, load.duration_s, load.seed, n, exact)
     raise ValueError(f"unknown arrival policy {load.arrival!r}")

@@ -14,6 +14,7 @@ import gc
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -87,7 +88,7 @@ class Step:
         self.sent = self.done = self.ok = 0
         self.inflight: set[gevent.Greenlet] = set()
         self.fatal: str | None = None
-        self.trace_t_s = None  # the trace's arrival seconds, for arrival='trace'
+        self.trace_t_s: Any = None  # the trace's arrival seconds, for arrival='trace'
         self.stop_ns: int | None = None
         self.scheduled: int | None = None  # open loop: arrivals the schedule held before stop
         self._cpu0 = 0.0
@@ -133,7 +134,7 @@ class Step:
         """The sequence number of the next request, or None once issuing has stopped."""
         if self.stopped.is_set():
             return None
-        if time.perf_counter_ns() >= self.deadline_ns:
+        if self.deadline_ns is None or time.perf_counter_ns() >= self.deadline_ns:  # None: not started
             self.stop_issuing()
             return None
         seq, self.sent = self.sent, self.sent + 1
@@ -208,6 +209,7 @@ class Step:
 
         The wait counts to the step's own deadline, not from now: gevent's timers run on the
         loop's cached clock, which a blocking pause leaves behind."""
+        assert self.deadline_ns is not None, "start() sets the deadline"
         until_deadline_s = max(0, self.deadline_ns - time.perf_counter_ns()) / 1e9
         gevent.wait([self.stopped, self.aborted], count=1, timeout=until_deadline_s)
         self.stop_issuing()

@@ -43,6 +43,7 @@ class ClosedLoopUser(User):
         seq = self.step.claim()
         if seq is None:
             park()
+            return
         rec = self.step.send(self.pool, seq, user_id=self.user_id)
         pause = self.step.load.think_time_s  # the user reads the answer, then asks again
         if rec["status"] == "conn_error":
@@ -73,6 +74,7 @@ class OpenLoopUser(User):
     @task
     def dispatch(self) -> None:
         step = self.step
+        assert step.t0_ns is not None and step.deadline_ns is not None, "set by Step.start before go"
         # Scaled out: this worker's shard is every `shards`-th arrival of the one schedule.
         schedule = itertools.islice(schedule_for(step.load, step.trace_t_s), step.shard, None, step.shards)
         sent, pending = 0, []
@@ -95,6 +97,7 @@ class OpenLoopUser(User):
             step.stopped.wait(max(0, step.deadline_ns - time.perf_counter_ns()) / 1e9)
         step.stop_issuing()
         # For the self-check: how many arrivals the schedule held before the step stopped.
+        assert step.stop_ns is not None, "set by stop_issuing"
         stop_offset = step.stop_ns - step.t0_ns
         step.scheduled = sent + sum(1 for _ in itertools.takewhile(
             lambda o: o < stop_offset, itertools.chain(pending, schedule)))
@@ -108,7 +111,7 @@ def park() -> None:
     Event().wait()
 
 
-def bind(user_class: type[User], step: Step) -> type[User]:
+def bind(user_class: type[User], step: Step | None) -> type[User]:
     """A concrete subclass of `user_class` that works on `step` (Locust instantiates
     user classes itself, so the step travels as a class attribute)."""
     return type(user_class.__name__.replace("User", "") + "StepUser", (user_class,),

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(contract.EXIT_BAD_SPEC, f"bad worker spec {args.spec}: {_one_line(exc)}")
     code, message = warm_up(next(iter(tiered.values())) if tiered else target, spec)
     if code != contract.EXIT_OK:
-        return _fail(code, message)
+        return _fail(code, message or "the warm-up request failed")
     try:
         spool = SpoolWriter(spec.spool_dir, spec.producer)
     except OSError as exc:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     with spool:
         step = Step(spec, target, bodies, spool)
         step.trace_t_s = trace_t_s
-        if tiered:
+        if tiered and spec.load.tier_mix:
             step.pick_target = TierPicker(spec.load.tier_mix, tiered, spec.load.seed, spec.producer).pick
         user_class = bind(ClosedLoopUser if spec.load.mode == "closed" else OpenLoopUser, step)
         env = Environment(user_classes=[user_class])
@@ -115,7 +115,7 @@ def _under_master(args) -> int:
 
     def report(step: Step, env: Environment, bodies: BodyFactory) -> None:
         step.on_record = locust_reporter(env, bodies.path)
-        if tiered:
+        if tiered and step.load.tier_mix:
             step.pick_target = TierPicker(step.load.tier_mix, tiered, step.load.seed, step.producer).pick
 
     return run_under_master(host, port, args.ship, args.spool_dir, prepare, report)
@@ -146,7 +146,7 @@ def _bodies(spec: WorkerSpec) -> tuple[BodyFactory, object]:
     load = spec.load
     trace = traces.read_trace(load.trace_path, load.trace_format) if load.trace_path else None
     t_s = None if trace is None else trace.t_s
-    if load.workload == "dataset":  # prompts from the dataset; a trace may still drive arrivals
+    if load.workload == "dataset" and load.dataset_path:  # prompts from the dataset; a trace may still drive arrivals
         dataset = datasets.read_dataset(load.dataset_path)
         return BodyFactory(load, spec.builtin, spec.producer, dataset), t_s
     if trace is None:

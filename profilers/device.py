@@ -107,7 +107,7 @@ class NvmlDevice:
             "sm_clock_mhz": self._get("sm_clock_mhz", lambda: float(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM))),
             "mem_clock_mhz": self._get("mem_clock_mhz", lambda: float(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM))),
             "temp_c": self._get("temp_c", lambda: float(n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU))),
-            "throttle_reasons": self._get("throttle_reasons", lambda: int(throttle(h))),
+            "throttle_reasons": self._get("throttle_reasons", lambda: int(throttle(h)) if throttle else None),
             "proc_gpu_mem_bytes": self._proc_mem(),
         }
 
@@ -199,7 +199,7 @@ def open_devices(kind: str = "auto", indices: list[int] | None = None, *, allow_
             return [SimulatedDevice(i, seed, load) for i in (indices or [0])]
         raise NoGpuError("no NVIDIA GPU: GPU sampling off (nvidia-ml-py is not installed)") from None
     try:
-        return nvml_devices(module, indices, pid)
+        return [*nvml_devices(module, indices, pid)]
     except NoGpuError:
         if kind == "auto" and allow_simulated:
             return [SimulatedDevice(i, seed, load) for i in (indices or [0])]

@@ -24,8 +24,9 @@ class HostSampler:
         self.procs: dict[str, psutil.Process | None] = {}
         for role, pid in (pids or {}).items():
             try:
-                self.procs[role] = psutil.Process(int(pid))
-                self.procs[role].cpu_percent(None)  # primes the interval
+                proc = psutil.Process(int(pid))
+                proc.cpu_percent(None)  # primes the interval
+                self.procs[role] = proc
             except (psutil.Error, ValueError, TypeError):
                 self.procs[role] = None
         self.pids = dict(pids or {})

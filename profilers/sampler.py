@@ -30,22 +30,7 @@ import psutil
 
 from profilers.device import DeviceError, nvml_count, open_devices
 from profilers.host import HostSampler
-
-
-class LineWriter:
-    """Append-only JSONL file; one os.write per line (survives SIGKILL once written)."""
-
-    def __init__(self, path: Path):
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(path, flags, 0o644)
-
-    def write(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        while data:
-            data = data[os.write(self.fd, data):]
-
-    def close(self) -> None:
-        os.close(self.fd)
+from servelab.spoolfile import LineWriter, samples_file
 
 
 def _stamp() -> dict[str, int]:
@@ -138,7 +123,7 @@ def run(spec: dict[str, Any], out=sys.stdout) -> None:
     # The spec names the parent: if it died before this line, getppid() already differs.
     parent = int(spec.get("parent_pid") or os.getppid())
     threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
-    writers = [LineWriter(spool / f"samples-{name}.jsonl") for name, _, _ in readers]
+    writers = [LineWriter(spool / samples_file(name)) for name, _, _ in readers]
     threads = [threading.Thread(target=loop, args=(r, w, hz, stop), daemon=True)
                for (_, r, hz), w in zip(readers, writers)]
     for t in threads:

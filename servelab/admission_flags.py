@@ -49,12 +49,3 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
         return {name: float(share) for name, share in pairs}
     except ValueError:
         raise UserError(f'bad --tier-mix {text!r}: use TIER:SHARE,..., e.g. "high:0.2,low:0.8"') from None
-
-
-def admission_fields(tiers: str | None, default_tier: str | None, max_queue: int | None, overload: str,
-                     degrade_queue: int | None, degrade_max_tokens: int, degrade_model: str | None,
-                     reserved_rows: int, api_keys_file: str | None) -> dict:
-    """The ServerConfig admission fields of the `serve`/`run` flags."""
-    return {"tiers": parse_tiers(tiers), "default_tier": default_tier, "max_queue": max_queue,
-            "overload": overload, "degrade_queue": degrade_queue, "degrade_max_tokens": degrade_max_tokens,
-            "degrade_model": degrade_model, "reserved_rows": reserved_rows, "api_keys_file": api_keys_file}

@@ -105,7 +105,7 @@ def _calibration_target(cfg: CalibrateConfig) -> Iterator[tuple[str, Path]]:
         server = ServerConfig(calibration=True, calib_ttft_ms=cfg.ttft_ms, calib_itl_ms=cfg.itl_ms,
                               calib_log=str(log))
         with builtin_server(server) as target:
-            if cfg.server_cpus is not None:
+            if cfg.server_cpus is not None and target.pid is not None:
                 os.sched_setaffinity(target.pid, cfg.server_cpus)
             yield target.url, log
 

@@ -28,6 +28,20 @@ from servelab.cli_common import (
 from servelab.config import ENV_PREFIX
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from servelab import __version__
+
+        print(f"servelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="print servelab's version and exit")] = False) -> None:
+    pass
+
+
 @app.command()
 def calibrate(
     rates: Annotated[str, typer.Option(help="open-loop rates to try, req/s, comma-separated")] = "5,20,50,100,200",
@@ -166,8 +180,10 @@ def dashboard(
 
     Example: servelab dashboard --store servelab.duckdb --port 8501
     """
+    from servelab import extras
     from servelab.dashboard_proc import serve_dashboard
 
+    extras.require("dashboard")
     serve_dashboard(store, host, port)
 
 
@@ -176,7 +192,7 @@ def demo(
     store: StoreOpt = DEFAULT_STORE,
     serve: Annotated[bool, typer.Option(envvar=f"{ENV_PREFIX}DEMO_SERVE",
                                         help="serve the dashboard afterwards")] = True,
-    duration: Annotated[float, typer.Option(help="seconds of load per measured point")] = 5.0,
+    duration: Annotated[float, typer.Option(help="seconds of load per measured point")] = 4.0,
     port: Annotated[int, typer.Option(help="dashboard port")] = 8501,
 ) -> None:
     """A quick sweep of two batching levers: capacity at the SLO, the frontier, what each lever
@@ -184,8 +200,12 @@ def demo(
 
     Example: servelab demo --no-serve
     """
+    from servelab import extras
     from servelab.demo import run_demo
 
+    extras.require("server")
+    if serve:
+        extras.require("dashboard")
     run_demo(store, duration, stdout_console(), stderr_console())
     if serve:
         from servelab.dashboard_proc import serve_dashboard

@@ -83,8 +83,8 @@ def _with_slo(sweep: dict, slo: str | None) -> dict:
 
 @app.command()
 def recommend(
+    traffic: Annotated[float, typer.Option(help="requests/s to serve")],
     sweep_id: Annotated[str | None, typer.Argument(help="the sweep to plan from")] = None,
-    traffic: Annotated[float, typer.Option(help="requests/s to serve")] = ...,
     from_json: FromJsonOpt = None,
     slo: Annotated[str | None, typer.Option(help="judge the sweep's points against this SLO instead of its own, "
                                             "e.g. ttft_p99<=300ms")] = None,
@@ -157,8 +157,8 @@ def frontier(
 
 @app.command()
 def fidelity(
-    baseline: Annotated[str, typer.Option(help="URL of the baseline setup's server")] = ...,
-    candidate: Annotated[list[str], typer.Option(help="NAME=URL of a setup to compare; repeat for several")] = ...,
+    baseline: Annotated[str, typer.Option(help="URL of the baseline setup's server")],
+    candidate: Annotated[list[str], typer.Option(help="NAME=URL of a setup to compare; repeat for several")],
     prompts: Annotated[str | None, typer.Option(help="JSONL prompt set (default: data/prompts/fidelity.jsonl)")]
     = None,
     max_tokens: Annotated[int, typer.Option(help="greedy tokens per answer")] = 32,

@@ -41,6 +41,7 @@ def sweep(
             raise UserError(f"{spec} is not the spec sweep {resume} started with: resume without it")
         parsed, spec_path = SweepSpec.model_validate(stored["spec"]), stored.get("spec_path") or ""
     else:
+        assert spec is not None  # checked above
         parsed, spec_path = read_spec(spec), spec
     err = stderr_console()
     runner = None

@@ -9,6 +9,7 @@ every run (`RunConfig.model_dump(mode="json")`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -133,7 +134,7 @@ class ServerConfig(_Model):
             raise ValueError("overload 'degrade' needs max_queue or degrade_queue")
         return self
 
-    def child_env(self, environ: dict[str, str]) -> dict[str, str]:
+    def child_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment for a server process of this config: `api_keys` are not in its
         JSON (excluded from dumps, so never on a command line), so they travel merged into
         SERVELAB_API_KEYS, which only the process's owner can read."""

@@ -1,7 +1,8 @@
 """Where a setup's values come from: a config file, the environment, the flags given.
 
 Every knob is a field of the one typed model (`servelab/config.py`), and each can be set
-three ways. Precedence, lowest first:
+three ways (the flags are generated from the fields: servelab/knobs.py). Precedence, lowest
+first, applied in one place (`merge`):
 
 1. the model's defaults (also the flags' defaults);
 2. `--config FILE`, YAML or JSON: for `run`, a `RunConfig` mapping (top-level fields such
@@ -88,7 +89,7 @@ def _value(raw: str) -> Any:
 
 def layered(config_file: str | None, environ: Mapping[str, str], serve: bool = False) -> dict[str, dict[str, Any]]:
     """File, then environment, by section (`serve`: a file may be a bare ServerConfig)."""
-    base = {s: {} for s in SECTIONS}
+    base: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     if config_file:
         data = read_file(config_file)
         if serve and "server" not in data:
@@ -99,14 +100,16 @@ def layered(config_file: str | None, environ: Mapping[str, str], serve: bool = F
     return base
 
 
-def fill(kwargs: dict[str, Any], layer: Mapping[str, Any], given: Callable[[str], bool],
-         flags: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """`kwargs` (built from the flags) with `layer`'s values for the fields whose flag was
-    not given; `flags` maps a field to its flag's parameter name where they differ."""
-    out = dict(kwargs)
-    for field, value in layer.items():
-        if not given((flags or {}).get(field, field)):
-            out[field] = value
+def merge(flags: Mapping[str, Mapping[str, Any]], given: set[tuple[str, str]],
+          layer: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The one precedence, by section: the flags' values (their defaults are the model's),
+    then the file and environment `layer` for every field whose flag was not `given`
+    ((section, field) pairs), then the flags given."""
+    out = {s: dict(flags.get(s) or {}) for s in SECTIONS}
+    for section, values in layer.items():
+        for field, value in values.items():
+            if (section, field) not in given:
+                out[section][field] = value
     return out
 
 

@@ -98,7 +98,7 @@ def _catalog_price(catalog: Mapping[str, Any], sku: str, pricing: str) -> dict[s
 def setup_price(setup: Mapping[str, Any], catalog: Mapping[str, Any], pricing: str,
                 flags: Mapping[str, float], today: str) -> dict[str, Any]:
     """One setup's price (module docstring's order); `usd_per_hour` None plus `missing` if none."""
-    name, sku = setup.get("name"), setup.get("hardware")
+    name, sku = str(setup.get("name")), setup.get("hardware")
     if name in flags:
         return _user_price(flags[name], "--price-per-hour flag", today, sku)
     if name in catalog["setups"]:
@@ -106,7 +106,7 @@ def setup_price(setup: Mapping[str, Any], catalog: Mapping[str, Any], pricing: s
         return _user_price(float(p["usd_per_hour"]), p.get("source", "prices file"), str(p.get("read_on", today)), sku)
     if setup.get("price_per_hour") is not None:
         return _user_price(float(setup["price_per_hour"]), "price_per_hour in the sweep spec", today, sku)
-    if sku in flags:
+    if sku is not None and sku in flags:
         return _user_price(flags[sku], "--price-per-hour flag", today, sku)
     if not sku:
         return {"usd_per_hour": None, "missing": f"no price: name its hardware in the sweep spec or pass "

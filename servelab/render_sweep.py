@@ -12,7 +12,7 @@ def _f(v, digits: int = 2) -> str:
 
 def _capacity(c: dict) -> str:
     if c.get("value") is None:
-        return {"above": "above range", "below": "below range"}.get(c.get("bound"), "-")
+        return {"above": "above range", "below": "below range"}.get(c.get("bound") or "", "-")
     if c.get("ci_low") is None:
         return _f(c["value"])
     return f"{_f(c['value'])} [{_f(c['ci_low'])}, {_f(c['ci_high'])}]"

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from servelab.config import ENV_PREFIX, ServerConfig
 from servelab.errors import UserError
 from servelab.procs import spawn_exec, stop
-from servelab.targets import Target, _drain, server_processes
+from servelab.servers import Target, drain, server_processes
 
 HAPROXY_MISSING = "haproxy is not installed, and --replicas above 1 needs it: apt-get install haproxy"
 # Streams of a CPU model can run for minutes; a request or response idle this long is dead.
@@ -133,10 +133,10 @@ def replicated_server(cfg: ServerConfig, start_timeout_s: float = 120.0) -> Iter
         finally:
             sock.close()  # HAProxy holds its own copy
         err_tail: deque[str] = deque(maxlen=20)
-        threading.Thread(target=_drain, args=(proc.stderr, err_tail), daemon=True).start()
+        threading.Thread(target=drain, args=(proc.stderr, err_tail), daemon=True).start()
         try:
             _wait_front(proc, url, err_tail, start_timeout_s)
-            yield Target(url, replicas[0].pid, tuple(t.pid for t in replicas), proc.pid,
+            yield Target(url, replicas[0].pid, tuple(t.pid for t in replicas if t.pid is not None), proc.pid,
                          tuple(t.url for t in replicas))
         finally:
             stop(proc)

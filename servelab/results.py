@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
+from analysis.report import TOP_OPERATORS, top_operators
 from servelab.config import SLOTerm
-from store import ingest, profiles, queries
+from store import ingest, queries
+
+__all__ = ["TOP_OPERATORS", "record_self_check", "run_summary", "top_operators"]
 
 
 def run_summary(store_path: str, run_id: str, slo: list[SLOTerm] | None = None) -> dict:
-    """The summary object of `servelab summary --json`; `slo` overrides the run's own."""
-    from analysis.hardware import profiler_windows
-    from analysis.summary import summarize_run
+    """The summary object of `servelab summary --json`; `slo` overrides the run's own.
+
+    The CLI is a writer: it first ingests what a dead run left (and upgrades an older
+    store); then the one read path, `store.load.load_run` and `analysis.report.run_report`,
+    which the dashboard's run page uses too."""
+    from analysis.report import run_report
+    from store.load import load_run
 
     ingest.recover(store_path)
-    run = queries.get_run(store_path, run_id)
-    steps = queries.get_steps(store_path, run_id)
-    requests = queries.get_requests(store_path, run_id)
-    samples = profiles.get_samples(store_path, run_id)
-    summary = summarize_run(run, steps, requests, slo, samples)  # slo None: the run's own
-    ops = profiles.get_operators(store_path, run_id)
-    summary["operators"] = top_operators(ops)
-    summary["profiler_windows"] = profiler_windows(ops, steps, requests)
-    return summary
-
-
-TOP_OPERATORS = 10
-
-
-def top_operators(rows: list[dict], n: int = TOP_OPERATORS) -> list[dict]:
-    """The first `n` operators of each profiled step (rows come ordered by step, rank)."""
-    return [r for r in rows if (r.get("rank") or 0) <= n]
+    return run_report(load_run(store_path, run_id), slo)
 
 
 def record_self_check(store_path: str, run_id: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from store import ingest
 from store import sweeps as store_sweeps
 
 
@@ -17,6 +18,7 @@ def sweep_summary(store_path: str, sweep_id: str, status: str | None = None) -> 
     computes the final object just before it writes `completed`)."""
     from analysis.sweep_result import summarize_sweep
 
+    ingest.recover(store_path)  # a store from an older servelab is upgraded here (a CLI command may write)
     store_sweeps.recover_sweeps(store_path)
     row = store_sweeps.get_sweep(store_path, sweep_id)
     if status is not None:
@@ -26,5 +28,6 @@ def sweep_summary(store_path: str, sweep_id: str, status: str | None = None) -> 
 
 def list_sweeps(store_path: str) -> list[dict[str, Any]]:
     """Every sweep, newest first (`servelab sweeps`)."""
+    ingest.recover(store_path)
     store_sweeps.recover_sweeps(store_path)
     return store_sweeps.list_sweeps(store_path)

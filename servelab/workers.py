@@ -18,27 +18,14 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+# shard_load, split and START_LEAD_S live below the CLI (the Locust master uses them too);
+# imported from here still works.
+from loadtest.sharding import START_LEAD_S, shard_load, split  # noqa: F401
 from servelab.config import LoadConfig
 from servelab.procs import spawn, stop
 
 Progress = Callable[[dict], None]
-START_LEAD_S = 4.0  # Locust's import and the warm-up request, per worker, with room to spare
 SUMMED = ("sent", "done", "errors", "inflight")
-
-
-def split(total: int, n: int, i: int) -> int:
-    """Share i of `total` split over n as evenly as possible (the first ones get the rest)."""
-    return total // n + (i < total % n)
-
-
-def shard_load(load: LoadConfig, n: int, i: int) -> LoadConfig:
-    """Worker i's load: closed loop gets its share of users and max_requests; open loop
-    keeps the whole schedule (the worker takes every n-th arrival itself)."""
-    if n == 1 or load.mode == "open":
-        return load
-    m = load.max_requests
-    return load.model_copy(update={"users": split(load.users, n, i),
-                                   "max_requests": None if m is None else max(1, split(m, n, i))})
 
 
 def write_specs(base: dict, load: LoadConfig, n: int, spool: Path) -> list[Path]:
@@ -87,6 +74,7 @@ class _Sum:
 
 
 def _relay(proc: subprocess.Popen, i: int, summed: _Sum) -> None:
+    assert proc.stdout is not None, "started with stdout=PIPE"
     for line in proc.stdout:
         if line.startswith("{"):
             with contextlib.suppress(ValueError):

@@ -157,7 +157,7 @@ class AdmissionController:
         try:
             decision = self._decide(tier, self.tiers[tier], max_tokens, cached)
         except Refused as exc:
-            self._count(_OUTCOMES[exc.code], tier)
+            self._count(_OUTCOMES[exc.code or ""], tier)
             raise
         self._count("degraded" if decision.degraded else "admitted", tier)
         return decision

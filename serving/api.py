@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from servelab.config import ServerConfig
 from serving import prompts, schemas
 from serving.admission import AdmissionController, Admitted, load_api_keys
-from serving.errors import ApiError
+from serving.errors import ApiError, read_body
 from serving.generation import GENERATED, Backend, Generation, GenRequest
 from serving.jobs import jobs_router
 from serving.metrics import ServerMetrics
@@ -136,21 +136,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return ApiError(500, "internal server error", code="internal_error").response()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
-                       code="body_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", code="body_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class _CompletionHandler:
     """Both completion endpoints: validate, submit, then stream or collect."""
 
@@ -167,7 +152,8 @@ class _CompletionHandler:
         endpoint = "chat" if chat else "completions"
         try:
             body = await read_body(request, self.cfg.max_body_bytes)
-            req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+            req: schemas.ChatRequest | schemas.CompletionRequest = (
+                schemas.parse(body, schemas.ChatRequest) if chat else schemas.parse(body, schemas.CompletionRequest))
             gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
             admitted = self._admit(request, gen_req)
         except ApiError as exc:
@@ -213,7 +199,8 @@ class _CompletionHandler:
 
     def parse(self, body: bytes, chat: bool, t_recv_ns: int) -> tuple[schemas._Common, GenRequest, int]:
         """A request body validated as the endpoint would (ApiError if not): for jobs."""
-        req = schemas.parse(body, schemas.ChatRequest if chat else schemas.CompletionRequest)
+        req: schemas.ChatRequest | schemas.CompletionRequest = (
+            schemas.parse(body, schemas.ChatRequest) if chat else schemas.parse(body, schemas.CompletionRequest))
         gen_req, prompt_tokens = prompts.build(req, self.cfg, t_recv_ns)
         return req, gen_req, prompt_tokens
 

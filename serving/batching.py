@@ -29,12 +29,16 @@ import logging
 import queue
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from serving import sampling
 from serving.generation import Event
 from serving.stops import StopMatcher
+
+if TYPE_CHECKING:  # for the checker only: engine.py starts this module's loop
+    from serving.engine import EngineGeneration
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ _EMPTY = object()  # nothing queued (distinct from None, the shutdown sentinel)
 class _Row:
     """One running sequence; `token` is sampled and not yet fed, at position `pos`."""
 
-    gen: object  # EngineGeneration
+    gen: EngineGeneration
     rng: torch.Generator
     stops: StopMatcher
     token: int
@@ -99,12 +103,13 @@ class BatchLoop:
             gone = {id(gen) for gen in victims}
             self.rows = [row for row in self.rows if id(row.gen) not in gone]
 
-    def _collect(self) -> list:
+    def _collect(self) -> list[EngineGeneration]:
         """Requests that join the batch now (blocks only while nothing is running)."""
         room = self.cfg.max_batch_size - len(self.rows)
         if room == 0 or (self.static and self.rows):
             return []
-        joining, deadline = [], None
+        joining: list[EngineGeneration] = []
+        deadline = None
         wait = None if not self.rows else 0.0  # idle: block until a first request arrives
         while len(joining) < room:
             if self._held_back(len(joining)):

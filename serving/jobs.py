@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import JSONResponse, Response
 
 from servelab.config import ServerConfig
-from serving.errors import ApiError
+from serving.errors import ApiError, read_body
 
 PENDING = ("queued", "running")
 
@@ -211,8 +211,6 @@ def _wait_s(request: Request) -> float:
 def jobs_router(cfg: ServerConfig, handler, registry: CollectorRegistry) -> APIRouter:
     """The job routes over one JobStore; `handler` parses and completes requests
     (`_CompletionHandler` in serving/api.py)."""
-    from serving.api import read_body  # the module that includes this router; imported late
-
     store = JobStore(cfg, handler, JobMetrics(registry))
     router = APIRouter()
 

@@ -40,7 +40,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:
@@ -69,6 +70,7 @@ def launch(cfg: ServerConfig, timeout_s: float = 60.0, env: dict | None = None) 
 
 def _read_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
     """The first stdout line, or None on EOF or timeout (without blocking past it)."""
+    assert proc.stdout is not None, "started with stdout=PIPE"
     fd = proc.stdout.fileno()
     buf = b""
     deadline = time.monotonic() + timeout_s

@@ -124,6 +124,7 @@ class Attention(nn.Module):
         qk = apply_rotary(qkv[:2], cos, sin)
         q, k, v = qk[0], qk[1], qkv[2]
         if mask is not None:  # per-row positions: mask each row's keys beyond its own length
+            assert cache is not None, "per-row positions always come with a cache"
             k, v = cache.write_rows(self.layer, start, mask.shape[-1], k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             return self.proj(y.transpose(1, 2).reshape(b, t, -1))
@@ -162,6 +163,9 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    cos: torch.Tensor  # rotary tables, registered as buffers (they follow .to(device))
+    sin: torch.Tensor
+
     def __init__(self, size: ModelSize, max_len: int, vocab_size: int = VOCAB_SIZE):
         super().__init__()
         self.size, self.max_len = size, max_len
@@ -193,7 +197,7 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, cache, start_pos)
         return self.lm_head(rms_norm(x))
 
-    def _decode_rows(self, tokens: torch.Tensor, cache: KVCache, pos: torch.Tensor) -> torch.Tensor:
+    def _decode_rows(self, tokens: torch.Tensor, cache: KVCache | None, pos: torch.Tensor) -> torch.Tensor:
         """One token per row, row i at position pos[i]: one forward pass for the whole batch."""
         b, t = tokens.shape
         if t != 1 or cache is None:

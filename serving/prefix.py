@@ -138,8 +138,8 @@ class Prefiller:
         hits = [self._lookup(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (hits[i].tokens, len(prompts[i])))
         out, row = [], first_row
-        for (start, _), same in groupby(order, key=lambda i: (hits[i].tokens, len(prompts[i]))):
-            same = list(same)
+        for (start, _), group in groupby(order, key=lambda i: (hits[i].tokens, len(prompts[i]))):
+            same = list(group)
             view = cache.slot(row, len(same))
             if self.store is not None:
                 for j, i in enumerate(same):

@@ -92,6 +92,7 @@ class ProfilerWindow:
             raise ApiError(409, "no profiler window is running", code="profiler_idle")
         window_s = time.perf_counter() - self.t0
         prof, path, self.prof = self.prof, self.path, None
+        assert path is not None, "set with prof"
         prof.stop()  # same thread as start (the event loop)
         if discard:
             return {"status": "discarded", "window_s": window_s}

@@ -7,7 +7,8 @@ do not apply to this server (penalties, logprobs, echo, user) are accepted and i
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -67,6 +68,9 @@ class _Common(_Strict):
         return tuple(s for s in stops if s)
 
 
+RequestModel = TypeVar("RequestModel", bound=_Common)
+
+
 class CompletionRequest(_Common):
     prompt: str | list[int]
     logprobs: int | None = None
@@ -80,7 +84,7 @@ class ChatRequest(_Common):
     top_logprobs: int | None = None
 
 
-def parse(body: bytes, model: type[_Common]) -> _Common:
+def parse(body: bytes, model: type[RequestModel]) -> RequestModel:
     """Validate a JSON body; any problem becomes a 400 naming the first bad field."""
     try:
         return model.model_validate_json(body)
@@ -95,6 +99,6 @@ def parse(body: bytes, model: type[_Common]) -> _Common:
         raise ApiError(400, message, param=param) from None
 
 
-def _describe(err: dict) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     where = ".".join(str(p) for p in err["loc"])
     return f"{where}: {err['msg']}" if where else err["msg"]

@@ -42,7 +42,7 @@ def missing_packages() -> str | None:
     absent = [pip for mod, pip in PACKAGES.items() if not _importable(mod)]
     if not absent:
         return None
-    return f"the semantic cache needs {' and '.join(absent)}: pip install {' '.join(absent)}"
+    return f"the semantic cache needs the semantic extra ({', '.join(absent)}): pip install 'servelab[semantic]'"
 
 
 def _importable(module: str) -> bool:
@@ -112,7 +112,7 @@ class SemanticIndex:
         """(nearest match, whether it is a hit); a hit becomes the most recently used."""
         match = self.nearest(params, vec)
         hit = match is not None and match.similarity >= threshold
-        if hit:
+        if match is not None and hit:
             self._entries.move_to_end(self._by_prompt[(params, match.prompt_hash)])
         return match, hit
 

@@ -248,11 +248,13 @@ class Lookup(Generation):
         from serving.semantic import prompt_hash
 
         b, params = self.backend, params_key(self.request)
+        # Only deterministic requests (a params key) reach here, and only with the semantic cache on.
+        assert params is not None and b.embedder is not None and b.semantic is not None
         text = tokenizer.decode(self.request.prompt_ids)
         vec, embed_ms = await b.embedder.embed_one(text)
         match, hit = b.semantic.lookup(params, vec, b.threshold)
         b.metrics.count_lookup(embed_ms, hit)
-        if hit:
+        if hit and match is not None:
             self.timings = Timings(cache="semantic", embed_ms=embed_ms, semantic_similarity=match.similarity,
                                    semantic_match=match.prompt_hash)
             b.metrics.count_outcome("semantic", levers=True)

@@ -50,8 +50,9 @@ class TimedSSEResponse(Response):
                 self._on_disconnect()
                 body.cancel()
             await asyncio.gather(body, return_exceptions=True)
-            if not body.cancelled() and body.exception() is not None:
-                raise body.exception()  # a backend bug: let uvicorn log it and close
+            failure = None if body.cancelled() else body.exception()
+            if failure is not None:
+                raise failure  # a backend bug: let uvicorn log it and close
         finally:
             watch.cancel()
             body.cancel()

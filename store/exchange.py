@@ -59,7 +59,7 @@ def export_runs(store: str | Path, run_ids: list[str] | None, out: str | Path) -
         counts = {}
         for table in TABLES:
             where = f"WHERE run_id IN ({_sql_list(ids)})"
-            counts[table] = con.execute(f"SELECT count(*) FROM {table} {where}").fetchone()[0]
+            counts[table] = (con.execute(f"SELECT count(*) FROM {table} {where}").fetchone() or (0,))[0]
             target = str(out / f"{table}.parquet").replace("'", "''")
             con.execute(f"COPY (SELECT * FROM {table} {where}) TO '{target}' (FORMAT parquet)")
         traces = [r[0] for r in con.execute(

@@ -17,30 +17,33 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from servelab.spoolfile import REQUEST_KEYS, SAMPLE_KEYS, STEP_KEYS
 from store.runs import (
     pending_steps, release_lock, remove_empty_spool, run_spool_dir, spool_files,
     spool_root, try_lock,
 )
-from store.schema import StoreBusyError, StoreError, connect_read, connect_write, utcnow
+from store.schema import StoreBusyError, StoreError, connect_read, connect_write, upgrade, utcnow
 
 _I64, _I32, _F64, _STR = pa.int64(), pa.int32(), pa.float64(), pa.string()
 
-REQUEST_COLUMNS: dict[str, pa.DataType] = {
+# Arrow types of the spool contract's keys (servelab/spoolfile.py): the `requests` and
+# `samples` columns are run_id, step, then a line's keys in order. A key without a type here
+# fails at import, so the contract and the tables cannot drift apart unnoticed.
+_TYPES: dict[str, pa.DataType] = {
     "run_id": _STR, "step": _I32, "req_id": _STR, "producer": _STR, "user_id": _I32,
     "t_sched_ns": _I64, "t_send_ns": _I64, "wall_send_ns": _I64, "t_first_ns": _I64,
     "t_last_ns": _I64, "chunk_ns": pa.list_(_I64), "status": _STR, "http_status": _I32,
     "error": _STR, "prompt_tokens": _I32, "output_tokens": _I32,
     "prompt_tokens_client": _I32, "output_tokens_client": _I32, "max_tokens": _I32,
-    "server": _STR,
-}
-SAMPLE_COLUMNS: dict[str, pa.DataType] = {
-    "run_id": _STR, "step": _I32, "producer": _STR, "source": _STR, "device": _STR,
+    "server": _STR, "source": _STR, "device": _STR,
     "t_ns": _I64, "wall_ns": _I64, "power_w": _F64, "energy_j": _F64,
     "gpu_util_pct": _F64, "mem_util_pct": _F64, "mem_used_bytes": _I64,
     "mem_total_bytes": _I64, "sm_clock_mhz": _F64, "mem_clock_mhz": _F64, "temp_c": _F64,
     "throttle_reasons": _I64, "proc_gpu_mem_bytes": _I64, "cpu_pct": _F64,
     "rss_bytes": _I64, "pid": _I32, "role": _STR,
-}
+}  # fmt: skip
+REQUEST_COLUMNS: dict[str, pa.DataType] = {k: _TYPES[k] for k in (*STEP_KEYS, *REQUEST_KEYS)}
+SAMPLE_COLUMNS: dict[str, pa.DataType] = {k: _TYPES[k] for k in (*STEP_KEYS, *SAMPLE_KEYS)}
 
 
 @dataclass
@@ -184,7 +187,10 @@ def client_figures(spool: Spool) -> dict[str, Any]:
     client_cpu_pct and client_stall_max_ms (max over producers and over both events: issuing,
     and issuing plus drain), scheduled and capped (sums over producers, the last event saying;
     None if none did)."""
-    cpu, stall, scheduled, capped = [], [], [], []
+    cpu: list[float] = []
+    stall: list[float] = []
+    scheduled: list[int] = []
+    capped: list[int] = []
     for events in spool.meta.values():
         said = [e for e in events if e.get("event") in ("stop", "end")]
         cpu.extend(e["cpu_pct"] for e in said if _number(e.get("cpu_pct")))
@@ -306,9 +312,14 @@ def recover(path: str | Path) -> list[str]:
     A run directory is recovered when its `.lock` can be taken (no live owner) and its
     run row is still `running` or it still holds spool files. Runs that finished keep
     their status; only their leftover spool is ingested. A run is skipped (left for the
-    next call) while another process keeps the store busy. Opens no connection when
-    `<store>.spool/` has no run directories.
+    next call) while another process keeps the store busy. First, a store written by an
+    older servelab is upgraded (`schema.upgrade`): the commands that call this may write,
+    while every read-only open never does.
     """
+    try:
+        upgrade(path)
+    except StoreBusyError:
+        pass  # a writer holds it, and so has migrated it; the read that follows says so if not
     root = spool_root(path)
     if not root.is_dir():
         return []

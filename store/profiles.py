@@ -53,7 +53,7 @@ def save_operators(path: str | Path, run_id: str, step: int, operators: list[dic
 
 def get_operators(path: str | Path, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
     """The stored top operators of a run (or one step), by step then rank."""
-    where, params = "run_id = ?", [run_id]
+    where, params = "run_id = ?", list[Any]([run_id])
     if step is not None:
         where, params = where + " AND step = ?", params + [int(step)]
     cols = ("step", *OPERATOR_COLUMNS)

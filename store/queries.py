@@ -98,7 +98,7 @@ def get_requests(path: str | Path, run_id: str, step: int | None = None) -> pd.D
     Integer columns use pandas' nullable Int64; `chunk_ns` holds lists of ints and
     `server` dicts or None.
     """
-    where, params = "run_id = ?", [run_id]
+    where, params = "run_id = ?", list[Any]([run_id])
     if step is not None:
         where, params = where + " AND step = ?", params + [int(step)]
     with connect_read(path) as con:

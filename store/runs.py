@@ -190,6 +190,7 @@ class RunLock:
         """
         tmp = self.lock_path.with_name(f".lock.{os.getpid()}.{secrets.token_hex(4)}")
         fd = try_lock(tmp, create=True)
+        assert fd is not None, "a fresh private file is never locked already"
         try:
             os.link(tmp, self.lock_path)
         except FileExistsError:

@@ -176,18 +176,34 @@ def connect_write(path: str | Path, timeout_s: float = 10.0) -> duckdb.DuckDBPyC
 
 
 def connect_read(path: str | Path, timeout_s: float = 5.0) -> duckdb.DuckDBPyConnection:
-    """Open the store read-only; StoreError if it does not exist or stays locked past timeout_s."""
+    """Open the store read-only; never writes. StoreError if it does not exist, is not a
+    servelab store, or was written by an older servelab (one line saying how to upgrade it:
+    any writing command does, `upgrade` below); StoreBusyError if locked past timeout_s."""
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"no store at {path}")
     con = _connect_retrying(path, read_only=True, timeout_s=timeout_s)
     missing = _missing_migrations(con, path)
-    if not missing:
-        return con
-    # A store written by an older servelab: upgrade it once (a brief write), then read.
+    if missing:
+        con.close()
+        raise StoreError(f"store {path} was written by an older servelab (its schema lacks {missing[0]}): "
+                         f"`servelab runs --store {path}` upgrades it once")
+    return con
+
+
+def upgrade(path: str | Path, timeout_s: float = 10.0) -> list[str]:
+    """Apply the migrations an existing store lacks, in a brief write; their names. For
+    commands that may write (the CLI's); the dashboard and every read-only open never do."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    con = _connect_retrying(path, read_only=True, timeout_s=timeout_s)
+    missing = _missing_migrations(con, path)
     con.close()
+    if not missing:
+        return []
     connect_write(path, timeout_s=timeout_s).close()
-    return _connect_retrying(path, read_only=True, timeout_s=timeout_s)
+    return missing
 
 
 def _missing_migrations(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:

@@ -41,10 +41,11 @@ def test_environment_overrides_the_file_and_values_parse_as_json_when_they_can(t
 
 
 def test_flags_given_win_over_file_and_environment():
-    given = {"duration", "model"}.__contains__
-    out = layers.fill({"duration_s": 5.0, "model": "base", "max_tokens": 64},
-                      {"duration_s": 2, "model": "tiny", "max_tokens": 8}, given, {"duration_s": "duration"})
-    assert out == {"duration_s": 5.0, "model": "base", "max_tokens": 8}
+    given = {("load", "duration_s"), ("server", "model")}
+    out = layers.merge({"load": {"duration_s": 5.0, "max_tokens": 64}, "server": {"model": "base"}}, given,
+                       {"load": {"duration_s": 2, "max_tokens": 8}, "server": {"model": "tiny", "threads": 2}})
+    assert out["load"] == {"duration_s": 5.0, "max_tokens": 8}
+    assert out["server"] == {"model": "base", "threads": 2}  # a field with no flag given comes from the layer
 
 
 @pytest.mark.parametrize("text, suffix, message", [

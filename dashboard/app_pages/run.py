@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis.frames import itl_ms, request_frame
-from analysis.summary import summarize_run
+from analysis.report import run_report
 from dashboard import data, hardware_views, views
 
 st.title("Run")
@@ -23,9 +23,9 @@ run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id els
 st.query_params["run"] = run_id
 
 stamp = data.run_stamp(by_id[run_id])
-run, steps, requests = data.guarded(data.run_bundle, path, run_id, stamp)
-samples, operators = data.guarded(data.hardware_bundle, path, run_id, stamp)
-summary = summarize_run(run, steps, requests, samples=samples)  # the run's own SLO
+stored = data.guarded(data.run_data, path, run_id, stamp)
+run, requests, samples, operators = stored.run, stored.requests, stored.samples, stored.operators
+summary = run_report(stored)  # the run's own SLO; the same figures as `servelab summary`
 load = (run.get("config") or {}).get("load") or {}
 
 load_text = views.load_text(load.get("mode"), load.get("users"), load.get("rate"))

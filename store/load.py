@@ -1,0 +1,34 @@
+"""One run read back whole: the single read path of `servelab summary` and the dashboard.
+
+`load_run` opens the store read-only (never writing: no recovery, no migration; an older
+store is one error line, store/schema.py) and returns everything a run's summary and pages
+are computed from. The summary itself is pure: `analysis.report.run_report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from store import profiles, queries
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run as stored: its row, steps, requests, hardware samples and top operators."""
+
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+    requests: pd.DataFrame
+    samples: pd.DataFrame
+    operators: list[dict[str, Any]]
+
+
+def load_run(path: str | Path, run_id: str) -> RunData:
+    """Every stored row of `run_id` (StoreError: no store, not a servelab store, no such run)."""
+    return RunData(run=queries.get_run(path, run_id), steps=queries.get_steps(path, run_id),
+                   requests=queries.get_requests(path, run_id), samples=profiles.get_samples(path, run_id),
+                   operators=profiles.get_operators(path, run_id))
