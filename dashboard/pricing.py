@@ -1,21 +1,34 @@
 """What the decision pages share: the sweep picked, the pricing chosen and the session's price overrides.
 
 Session overrides (set on the Hardware and prices page) live in `st.session_state` as
-{setup or SKU name: USD per hour} and reach servelab/prices.py exactly as
+{setup or SKU name: USD per hour} and reach analysis/prices.py exactly as
 `--price-per-hour NAME=USD` flags do, so a $ figure on the Frontier, Levers and Recommend
-pages is the one `servelab frontier` / `servelab recommend` prints with those flags.
+pages is the one `servelab frontier` / `servelab recommend` prints with those flags. The
+reports are put together as servelab/decisions.py does for the CLI (the dashboard may not
+import the CLI package: docs/architecture.md, "Package boundaries"); tests/
+test_dashboard_decisions.py holds the two to the same numbers.
 """
 
 from __future__ import annotations
 
+import datetime
+import tomllib
 from typing import Any
 
 import streamlit as st
 
 from dashboard import data, sweep_views
-from servelab.decisions import frontier_report, recommend_report
+from analysis.attribution import attribution
+from analysis.cost import setup_cost, setup_usd_per_hour
+from analysis.frontier import frontier as pareto
+from analysis.prices import PRICINGS, resolve_prices
+from analysis.recommend import recommend
+from analysis.rejudge import rejudge
+from analysis.slo import format_term, parse_slo
+from servelab.datafiles import data_path
 from servelab.errors import UserError
-from servelab.prices import PRICINGS, load_catalog, sweep_prices
+
+CATALOG = data_path("hardware", "catalog.toml")
 
 OVERRIDES = "price_overrides"  # session_state key: {name: usd per hour}
 PRICING = "pricing_choice"  # session_state key: the pricing last chosen, kept across pages
@@ -85,24 +98,77 @@ def _shown(fn, *args, **kwargs):
     """Calls a decision function; a user mistake is one error line on the page, as on the CLI."""
     try:
         return relabel(fn(*args, **kwargs))
-    except UserError as exc:
+    except (UserError, ValueError) as exc:
         st.error(str(exc))
         st.stop()
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def load_catalog() -> dict[str, Any]:
+    """The price catalog as servelab/prices.py reads it (no overrides file: overrides live in the session)."""
+    with open(CATALOG, "rb") as f:
+        data = tomllib.load(f)
+    data.setdefault("skus", {})
+    data.setdefault("setups", {})
+    return data
+
+
 def prices_for(sweep: dict[str, Any], pricing: str) -> dict[str, dict[str, Any]]:
-    """{setup: price} under the pricing and this session's overrides (servelab.prices.sweep_prices)."""
-    return _shown(sweep_prices, sweep, pricing, None, flags_for(sweep))
+    """{setup: price} under the pricing and this session's overrides (analysis.prices.resolve_prices)."""
+    return _shown(resolve_prices, sweep, load_catalog(), pricing, flags_for(sweep), datetime.date.today().isoformat())
+
+
+def _frontier_report(sweep: dict[str, Any], pricing: str, latency: str = "ttft_p99", baseline: str | None = None,
+                     slo_only: bool = False, spot_overhead: float = 0.05) -> dict[str, Any]:
+    """servelab/decisions.py `frontier_report`, over the session's prices (no energy figures)."""
+    prices = resolve_prices(sweep, load_catalog(), pricing, flags_for(sweep), datetime.date.today().isoformat())
+    per_hour = {n: None if p.get("usd_per_hour") is None else setup_usd_per_hour(p, 1, spot_overhead)
+                for n, p in prices.items()}
+    names = [s.get("name") for s in sweep["setups"]]
+    try:
+        front = pareto(sweep, prices, latency, slo_only, spot_overhead)
+        att = attribution(sweep, baseline or names[0], per_hour) if names else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    costs = [setup_cost(s, prices[s["name"]], 1, spot_overhead) for s in sweep["setups"]
+             if prices[s["name"]].get("usd_per_hour") is not None]
+    return {"frontier": front, "attribution": att, "costs": costs, "prices": prices}
 
 
 def frontier(sweep: dict[str, Any], pricing: str, **options: Any) -> dict[str, Any]:
-    """`servelab frontier --json`'s object under this session's overrides (servelab/decisions.py)."""
-    return _shown(frontier_report, sweep, pricing, None, flags_for(sweep), **options)
+    """`servelab frontier --json`'s object under this session's overrides."""
+    return _shown(_frontier_report, sweep, pricing, **options)
+
+
+def _recommend(sweep: dict[str, Any], traffic: float, pricing: str, **options: Any) -> dict[str, Any]:
+    prices = resolve_prices(sweep, load_catalog(), pricing, flags_for(sweep), datetime.date.today().isoformat())
+    try:
+        return recommend(sweep, traffic, prices, **options)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def recommendation(sweep: dict[str, Any], traffic: float, pricing: str, **options: Any) -> dict[str, Any]:
-    """`servelab recommend --json`'s object under this session's overrides (servelab/decisions.py)."""
-    return _shown(lambda: recommend_report(sweep, traffic, pricing, None, flags_for(sweep), **options)[0])
+    """`servelab recommend --json`'s object under this session's overrides."""
+    return _shown(_recommend, sweep, traffic, pricing, **options)
+
+
+def judged(sweep: dict[str, Any], slo: str | None) -> dict[str, Any]:
+    """The sweep as measured, or judged again against another SLO, as `servelab recommend --slo` does."""
+    try:
+        terms = parse_slo(slo) if slo else None
+        if not terms:
+            return sweep
+        wanted = ",".join(map(format_term, terms))
+        try:
+            searched = ",".join(map(format_term, parse_slo(sweep.get("slo"))))
+        except ValueError:
+            searched = None
+        return sweep if searched == wanted else rejudge(sweep, terms, wanted)
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
+        raise  # st.stop() raises; this line only tells the type checker
 
 
 def overrides_note(sweep: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from dashboard.cost_views import interval_text, usd
 from dashboard.views import CHART_HEIGHT
-from servelab.prices import PRICINGS
+from analysis.prices import PRICINGS
 
 
 BASIS = {"ci_low": "the low end of its 95% interval, to be safe",

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis.cost import setup_usd_per_hour
 from dashboard import cost_views, pricing
-from servelab.prices import describe
+from analysis.prices import describe
 
 st.title("Frontier")
 sweep = pricing.pick_sweep()

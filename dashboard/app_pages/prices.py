@@ -6,13 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.prices import describe
 from dashboard import data, pricing, recommend_views
-from servelab.prices import CATALOG, describe, load_catalog
 
 st.title("Hardware and prices")
-catalog = load_catalog()
+catalog = pricing.load_catalog()
 frame = recommend_views.catalog_frame(catalog)
-st.caption(f"The catalog: `{CATALOG.relative_to(CATALOG.parents[2])}` (read only). Each price carries the page it "
+st.caption(f"The catalog: `{pricing.CATALOG.relative_to(pricing.CATALOG.parents[2])}` (read only). Each price carries the page it "
            "was read from and the date it was read; approximate ones are marked.")
 st.dataframe(frame, hide_index=True, width="stretch", column_config={
     "usd_per_hour": st.column_config.NumberColumn("$/hour", format="$%.4g",

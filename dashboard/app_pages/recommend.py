@@ -8,8 +8,6 @@ import streamlit as st
 
 from dashboard import pricing, recommend_views
 from dashboard.cost_views import usd
-from servelab.cli_cost import _with_slo as judged  # the very function `servelab recommend --slo` uses
-from servelab.errors import UserError
 
 st.title("Recommend")
 sweep = pricing.pick_sweep()
@@ -47,12 +45,7 @@ if fidelity:
         st.rerun()
 
 pricing.overrides_note(sweep)
-try:
-    judged_sweep = judged(sweep, slo or None)
-except UserError as exc:
-    st.error(str(exc))
-    st.stop()
-rec = pricing.recommendation(judged_sweep, traffic, chosen, headroom=headroom, spot_overhead=spot,
+rec = pricing.recommendation(pricing.judged(sweep, slo or None), traffic, chosen, headroom=headroom, spot_overhead=spot,
                              fidelity=fidelity, min_fidelity=min_fidelity if use_min else None)
 
 if rec["setup"] is None:
