@@ -7,6 +7,8 @@ spells out with the recommendation's own numbers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -34,7 +36,7 @@ def reasoning(rec: dict) -> list[str]:
         f"prices as of {rec.get('prices_as_of')}, source: {rec.get('prices_source')}.",
         "It is the cheapest $/hour of the setups that can serve the traffic (ties: the larger planned capacity).",
     ]
-    f = rec.get("fidelity")
+    f = rec.get("fidelity") or {}
     if rec.get("changes_answers"):
         lines.append(f"Note: it changes answers: greedy outputs match the baseline on {f['exact_match_rate']:.0%} "
                      f"of prompts (token agreement {f['token_agreement']:.0%}).")
@@ -77,7 +79,8 @@ def catalog_frame(catalog: dict) -> pd.DataFrame:
     for sku, entry in catalog["skus"].items():
         base = {"sku": sku, "provider": entry.get("provider"), "region": entry.get("region"),
                 "accelerator": entry.get("accelerator"), "count": entry.get("count")}
-        priced = [(name, entry.get(key)) for name, key in PRICINGS.items() if isinstance(entry.get(key), dict)]
+        priced: list[tuple[str | None, dict[str, Any]]] = [
+            (name, entry[key]) for name, key in PRICINGS.items() if isinstance(entry.get(key), dict)]
         for name, p in priced or [(None, {})]:
             rows.append({**base, "pricing": name, "usd_per_hour": p.get("usd_per_hour"),
                          "read_on": None if p.get("read_on") is None else str(p["read_on"]),

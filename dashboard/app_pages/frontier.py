@@ -1,6 +1,8 @@
 """Frontier page: latency percentile against $ per 1M output tokens for every (setup, load) of a
 sweep, the Pareto set joined, dominated points grey; the same figures as `servelab frontier`."""
 
+from typing import Any
+
 import streamlit as st
 
 from analysis.cost import setup_usd_per_hour
@@ -32,12 +34,13 @@ if frame.empty or frame["usd_per_1m_output_tokens"].isna().all():
     st.info("Nothing to draw yet: no setup has both a price and a measured load.")
     st.stop()
 
-event = st.plotly_chart(cost_views.frontier_chart(frame, label), key="frontier", on_select="rerun",
+event: Any = st.plotly_chart(cost_views.frontier_chart(frame, label), key="frontier", on_select="rerun",
                         selection_mode="points")
 st.caption("Each marker is one load of one setup (its repeats averaged). Coloured: on the Pareto frontier "
            "(no other point is both faster and cheaper); grey: dominated. Hollow: the load missed the SLO. "
            "Hover for the runs; click a marker (or use the table below) to open them.")
-picked = [p for p in ((event or {}).get("selection") or {}).get("points") or [] if p.get("customdata")]
+selection = dict(event.get("selection") or {}) if event else {}
+picked = [p for p in selection.get("points") or [] if p.get("customdata")]
 for p in picked:
     runs = str(p["customdata"][0]).split()
     links = ", ".join(f"[{r}](run?run={r})" for r in runs) or "no stored run"
