@@ -16,6 +16,10 @@ page = st.navigation(
         st.Page(PAGES / "runs.py", title="Runs", url_path="runs", default=True),
         st.Page(PAGES / "run.py", title="Run", url_path="run"),
         st.Page(PAGES / "sweeps.py", title="Sweeps", url_path="sweeps"),
+        st.Page(PAGES / "frontier.py", title="Frontier", url_path="frontier"),
+        st.Page(PAGES / "levers.py", title="Levers", url_path="levers"),
+        st.Page(PAGES / "recommend.py", title="Recommend", url_path="recommend"),
+        st.Page(PAGES / "prices.py", title="Hardware and prices", url_path="prices"),
     ]
 )
 page.run()

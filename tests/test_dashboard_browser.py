@@ -7,10 +7,12 @@ Python playwright:
 
 - a deep link (`/run?run=ID`) as the fresh server's first visit gets the app's own
   navigation and renders the metrics, latency table and three plotly charts;
-- the Runs page lists both runs, and a click on a run id opens that run in a new tab.
+- the Runs page lists both runs, and a click on a run id opens that run in a new tab;
+- every sweep page (Sweeps, Frontier, Levers, Recommend, Hardware and prices) over a sweep
+  of three priced setups (tests/decision_fixtures.py): its charts drawn, no exception; a
+  price override set on Hardware and prices reaches the Recommend page.
 
-Screenshots go to tmp_path, copied to /tmp/dash-run.png and /tmp/dash-runs.png for a
-human look. Skipped when /usr/bin/chromium is missing.
+Screenshots go to tmp_path, copied to /tmp/dash-*.png for a human look. Skipped when /usr/bin/chromium is missing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+import decision_fixtures as dfx
 import store_fixtures as fx
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,6 +37,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 RUNS_VIEWPORT = {"width": 1400, "height": 700}
 RUN_VIEWPORT = {"width": 1400, "height": 2000}  # tall: Streamlit scrolls inside its own container
 WAIT_MS = 60_000
+NAV = ["Runs", "Run", "Sweeps", "Frontier", "Levers", "Recommend", "Hardware and prices"]
+# url path -> (heading, plotly charts the page draws over the fixture sweep)
+SWEEP_PAGES = {"sweeps": ("Sweeps", 3), "frontier": ("Frontier", 1), "levers": ("Levers", 1),
+               "recommend": ("Recommend", 1), "prices": ("Hardware and prices", 0)}
 
 pytestmark = [
     pytest.mark.slow,
@@ -85,6 +92,7 @@ def dashboard_url(tmp_path):
     from servelab.dashboard_proc import dashboard_command
 
     store = fx.build_store(tmp_path / "servelab.duckdb")
+    dfx.add_sweep(store, fx.OPEN_RUN)
     port = free_port()
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, SERVELAB_STORE=str(store))
@@ -121,7 +129,8 @@ def test_runs_then_run_page_in_chromium(dashboard_url, tmp_path):
             charts.nth(2).wait_for(timeout=WAIT_MS)
             assert charts.count() == 3
             page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=WAIT_MS)
-            assert page.locator('[data-testid="stSidebarNav"]').inner_text().split() == ["Runs", "Run"]
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text().splitlines()
+            assert [line.strip() for line in nav if line.strip()] == NAV
             assert page.get_by_text("SLO attainment").is_visible()
             metric = page.locator('[data-testid="stMetric"]', has_text="requests").first
             assert metric.locator('[data-testid="stMetricValue"]').inner_text().strip() == str(
@@ -170,3 +179,66 @@ def test_runs_then_run_page_in_chromium(dashboard_url, tmp_path):
             shutil.copyfile(png, Path("/tmp") / png.name)
         except OSError:
             pass  # the copies are for a human look only
+
+
+def _copy_for_a_look(png: Path) -> None:
+    assert png.stat().st_size > 10_000
+    try:
+        shutil.copyfile(png, Path("/tmp") / png.name)
+    except OSError:
+        pass  # the copies are for a human look only
+
+
+def _open(page, url: str, heading: str, charts: int) -> None:
+    page.goto(url)
+    page.get_by_role("heading", name=heading).wait_for(timeout=WAIT_MS)
+    if charts:
+        page.locator(".js-plotly-plot").nth(charts - 1).wait_for(timeout=WAIT_MS)
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=WAIT_MS)
+    else:
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=WAIT_MS)
+    page.wait_for_timeout(800)  # plotly animates its first draw; the grids paint their canvas
+
+
+def test_every_sweep_page_in_chromium(dashboard_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=RUN_VIEWPORT).new_page()
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            for path, (heading, charts) in SWEEP_PAGES.items():
+                _open(page, f"{dashboard_url}/{path}?sweep={dfx.SWEEP_ID}", heading, charts)
+                assert page.locator(".js-plotly-plot").count() == charts, path
+                assert page.locator('[data-testid="stException"]').count() == 0, path
+                assert page.get_by_text("Traceback").count() == 0, path
+                shots.append(tmp_path / f"dash-{path}.png")
+                page.screenshot(path=str(shots[-1]), full_page=True)
+            # The frontier's markers are drawn, and a click on one gives links to its runs.
+            page.goto(f"{dashboard_url}/frontier?sweep={dfx.SWEEP_ID}")
+            marker = page.locator(".js-plotly-plot .scatterlayer .point").first
+            marker.wait_for(timeout=WAIT_MS)
+            page.wait_for_timeout(800)
+            marker.click(force=True)
+            page.get_by_text("Runs of").wait_for(timeout=WAIT_MS)
+            assert page.locator(f'a[href="run?run={fx.OPEN_RUN}"]').count() >= 1
+
+            # An override set on Hardware and prices reaches Recommend in the same session
+            # (sidebar navigation keeps the session; a fresh page load would not).
+            page.goto(f"{dashboard_url}/prices")
+            form = page.locator('[data-testid="stForm"]')
+            form.wait_for(timeout=WAIT_MS)
+            form.get_by_role("button", name="Set price").click()
+            page.locator('[role="gridcell"]', has_text="--price-per-hour continuous=1.0").wait_for(
+                state="attached", timeout=WAIT_MS)
+            page.locator('[data-testid="stSidebarNav"]').get_by_text("Recommend").click()
+            page.get_by_role("heading", name="Recommend").wait_for(timeout=WAIT_MS)
+            page.get_by_text("Session price overrides in force").wait_for(timeout=WAIT_MS)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert not page_errors, page_errors
+        finally:
+            browser.close()
+    for png in shots:
+        _copy_for_a_look(png)
