@@ -3,10 +3,10 @@
 Session overrides (set on the Hardware and prices page) live in `st.session_state` as
 {setup or SKU name: USD per hour} and reach analysis/prices.py exactly as
 `--price-per-hour NAME=USD` flags do, so a $ figure on the Frontier, Levers and Recommend
-pages is the one `servelab frontier` / `servelab recommend` prints with those flags. The
-reports are put together as servelab/decisions.py does for the CLI (the dashboard may not
-import the CLI package: docs/architecture.md, "Package boundaries"); tests/
-test_dashboard_decisions.py holds the two to the same numbers.
+pages is the one `servelab frontier` / `servelab recommend` prints with those flags: both
+build their reports with analysis/decisions.py; only the price resolution differs (the
+dashboard may not import the CLI package: docs/architecture.md, "Package boundaries").
+tests/test_dashboard_decisions.py holds the two to the same numbers.
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import data, sweep_views
-from analysis.attribution import attribution
-from analysis.cost import setup_cost, setup_usd_per_hour
-from analysis.frontier import frontier as pareto
+from analysis import decisions
 from analysis.prices import PRICINGS, resolve_prices
 from analysis.recommend import recommend
-from analysis.rejudge import rejudge
-from analysis.slo import format_term, parse_slo
+from dashboard import data, sweep_views
 from servelab.datafiles import data_path
 from servelab.errors import UserError
 
@@ -120,19 +116,12 @@ def prices_for(sweep: dict[str, Any], pricing: str) -> dict[str, dict[str, Any]]
 
 def _frontier_report(sweep: dict[str, Any], pricing: str, latency: str = "ttft_p99", baseline: str | None = None,
                      slo_only: bool = False, spot_overhead: float = 0.05) -> dict[str, Any]:
-    """servelab/decisions.py `frontier_report`, over the session's prices (no energy figures)."""
+    """`servelab frontier --json`'s object over the session's prices (no energy figures)."""
     prices = resolve_prices(sweep, load_catalog(), pricing, flags_for(sweep), datetime.date.today().isoformat())
-    per_hour = {n: None if p.get("usd_per_hour") is None else setup_usd_per_hour(p, 1, spot_overhead)
-                for n, p in prices.items()}
-    names = [s.get("name") for s in sweep["setups"]]
     try:
-        front = pareto(sweep, prices, latency, slo_only, spot_overhead)
-        att = attribution(sweep, baseline or names[0], per_hour) if names else None
+        return decisions.frontier_report(sweep, prices, latency, baseline, slo_only, spot_overhead)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    costs = [setup_cost(s, prices[s["name"]], 1, spot_overhead) for s in sweep["setups"]
-             if prices[s["name"]].get("usd_per_hour") is not None]
-    return {"frontier": front, "attribution": att, "costs": costs, "prices": prices}
 
 
 def frontier(sweep: dict[str, Any], pricing: str, **options: Any) -> dict[str, Any]:
@@ -156,15 +145,7 @@ def recommendation(sweep: dict[str, Any], traffic: float, pricing: str, **option
 def judged(sweep: dict[str, Any], slo: str | None) -> dict[str, Any]:
     """The sweep as measured, or judged again against another SLO, as `servelab recommend --slo` does."""
     try:
-        terms = parse_slo(slo) if slo else None
-        if not terms:
-            return sweep
-        wanted = ",".join(map(format_term, terms))
-        try:
-            searched = ",".join(map(format_term, parse_slo(sweep.get("slo"))))
-        except ValueError:
-            searched = None
-        return sweep if searched == wanted else rejudge(sweep, terms, wanted)
+        return decisions.judged(sweep, slo)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()

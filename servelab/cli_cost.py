@@ -58,29 +58,6 @@ def _fidelity_file(path: str | None) -> dict:
         raise UserError(f"{path} is not a fidelity report (servelab fidelity --json)") from None
 
 
-def _with_slo(sweep: dict, slo: str | None) -> dict:
-    """The sweep as measured, or judged again against another SLO (analysis/rejudge.py)."""
-    from analysis.rejudge import rejudge
-    from analysis.slo import format_term, parse_slo
-    from servelab.cli_common import parse_slo_flag
-    from servelab.errors import UserError
-
-    terms = parse_slo_flag(slo)
-    if not terms:
-        return sweep
-    wanted = ",".join(map(format_term, terms))
-    try:
-        searched = ",".join(map(format_term, parse_slo(sweep.get("slo"))))
-    except ValueError:
-        searched = None
-    if searched == wanted:
-        return sweep
-    try:
-        return rejudge(sweep, terms, wanted)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
 @app.command()
 def recommend(
     traffic: Annotated[float, typer.Option(help="requests/s to serve")],
@@ -105,10 +82,10 @@ def recommend(
 
     From a saved result: servelab recommend --from-json sweep.json --traffic 5 --price-per-hour local-cpu=0.10
     """
-    from servelab.decisions import recommend_report
+    from servelab.decisions import judged, recommend_report
     from servelab.render_cost import print_recommendation
 
-    sweep = _with_slo(load_sweep(sweep_id, from_json, store), slo)
+    sweep = judged(load_sweep(sweep_id, from_json, store), slo)
     rec, setup_prices = recommend_report(sweep, traffic, pricing, prices, price_per_hour, headroom, spot_overhead,
                                          _fidelity_file(fidelity), min_fidelity)
     if as_json:

@@ -18,23 +18,15 @@ def frontier_report(sweep: dict, pricing: str = "on-demand", prices: str | None 
                     baseline: str | None = None, slo_only: bool = False, spot_overhead: float = 0.05,
                     usd_per_kwh: float | None = None) -> dict[str, Any]:
     """{"frontier", "attribution", "costs", "prices"} of a sweep (`servelab frontier --json`)."""
-    from analysis.attribution import attribution
-    from analysis.cost import setup_cost, setup_usd_per_hour
-    from analysis.frontier import frontier as pareto
+    from analysis import decisions
     from servelab.prices import sweep_prices
 
     setup_prices = sweep_prices(sweep, pricing, prices, price_per_hour)
-    per_hour = {n: None if p.get("usd_per_hour") is None else setup_usd_per_hour(p, 1, spot_overhead)
-                for n, p in setup_prices.items()}
-    names = [s.get("name") for s in sweep["setups"]]
     try:
-        front = pareto(sweep, setup_prices, latency, slo_only, spot_overhead)
-        att = attribution(sweep, baseline or names[0], per_hour) if names else None
+        return decisions.frontier_report(sweep, setup_prices, latency, baseline, slo_only, spot_overhead,
+                                         usd_per_kwh)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    costs = [setup_cost(s, setup_prices[s.get("name")], 1, spot_overhead, usd_per_kwh) for s in sweep["setups"]
-             if setup_prices[s.get("name")].get("usd_per_hour") is not None]
-    return {"frontier": front, "attribution": att, "costs": costs, "prices": setup_prices}
 
 
 def recommend_report(sweep: dict, traffic: float, pricing: str = "on-demand", prices: str | None = None,
@@ -52,3 +44,13 @@ def recommend_report(sweep: dict, traffic: float, pricing: str = "on-demand", pr
     except ValueError as exc:
         raise UserError(str(exc)) from None
     return rec, setup_prices
+
+
+def judged(sweep: dict, slo: str | None) -> dict:
+    """The sweep, judged again against `slo` if it is another SLO (`recommend --slo`)."""
+    from analysis import decisions
+
+    try:
+        return decisions.judged(sweep, slo)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
