@@ -4,25 +4,11 @@ latency against load with the SLO lines, and SLO attainment per point."""
 import streamlit as st
 
 from analysis.slo import parse_slo
-from dashboard import data, sweep_views
+from dashboard import pricing, sweep_views
 
 st.title("Sweeps")
-path = data.store_path()
-rows = data.guarded(data.sweeps, path)
-if not rows:
-    st.info("No sweeps in this store yet. Start one with `servelab sweep data/sweeps/levers-tiny.yaml`.")
-    st.stop()
-
-by_id = {r["sweep_id"]: r for r in rows}
-ids = list(by_id)
-wanted = st.query_params.get("sweep")
-if wanted is not None and wanted not in by_id:
-    st.warning(f"No sweep `{wanted}` in `{path}`; showing the newest sweep instead.")
-sweep_id = st.selectbox("Sweep", ids, index=ids.index(wanted) if wanted in by_id else 0,
-                        format_func=lambda i: sweep_views.sweep_option(by_id[i]))
-st.query_params["sweep"] = sweep_id
-row = by_id[sweep_id]
-result = data.guarded(data.sweep_result, path, sweep_id, (row.get("status"), row.get("points")))
+result = pricing.pick_sweep()  # the selector every sweep page shares (`sweep` query parameter)
+sweep_id = result["sweep_id"]
 
 search = result.get("search") or {}
 st.caption("  ·  ".join(p for p in (
