@@ -235,3 +235,19 @@ def summarize_run(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
     # The server's own view (cache outcomes, tiers, refusals, its timings) of the measured requests.
     body["server"] = server_view(requests, _union(views, "measured", len(table)))
     return {**header, **body, "hardware": hw.run_hardware(parts), "steps": step_summaries}
+
+
+def measured_latencies(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
+                       requests: pd.DataFrame | list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The raw values (ns) behind a run's latency percentiles: TTFT, ITL gaps and E2E of the
+    ok requests offered inside the steady windows, the population `summarize_run` reports."""
+    table = request_table(requests)
+    views = [step_view(s, table, _rows_of_step(table, s)) for s in _steps_or_inferred(steps, table, run)]
+    ok = _union(views, "measured", len(table)) & table.ok
+
+    def values(name: str) -> np.ndarray:
+        v = table.values[name][ok]
+        return v[~np.isnan(v)]
+
+    return {"ttft": values("ttft"), "itl": np.asarray(table.gaps[ok[table.gap_row]], dtype=np.float64),
+            "e2e": values("e2e")}

@@ -20,6 +20,9 @@ page = st.navigation(
         st.Page(PAGES / "levers.py", title="Levers", url_path="levers"),
         st.Page(PAGES / "recommend.py", title="Recommend", url_path="recommend"),
         st.Page(PAGES / "prices.py", title="Hardware and prices", url_path="prices"),
+        st.Page(PAGES / "compare.py", title="Compare", url_path="compare"),
+        st.Page(PAGES / "gate.py", title="Gate", url_path="gate"),
+        st.Page(PAGES / "live.py", title="Live", url_path="live"),
     ]
 )
 page.run()

@@ -83,3 +83,22 @@ def sweep_result(path: str, sweep_id: str, stamp: tuple = ()) -> dict:
     from store import sweeps as store_sweeps
 
     return summarize_sweep(store_sweeps.get_sweep(path, sweep_id), store_sweeps.get_points(path, sweep_id))
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner="Summarizing the run…")
+def plain_summary(path: str, run_id: str, stamp: tuple = ()) -> dict:
+    """A run's summary with no SLO terms (analysis.report.run_report over store.load.load_run):
+    the same object `servelab gate` judges each repeat by, read without writing."""
+    from analysis.report import run_report
+
+    return run_report(run_data(path, run_id, stamp), [])
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner="Reading the run's latencies…")
+def latencies(path: str, run_id: str, stamp: tuple = ()) -> dict:
+    """The raw TTFT, ITL and E2E values (ns) behind a run's percentiles
+    (analysis.summary.measured_latencies over the stored rows)."""
+    from analysis.summary import measured_latencies
+
+    stored = run_data(path, run_id, stamp)
+    return measured_latencies(stored.run, stored.steps, stored.requests)

@@ -45,6 +45,20 @@ def points_frame(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def latency_frame(result: dict) -> pd.DataFrame:
+    """Every point's latency percentiles (ms) by setup and load: the latency chart's data."""
+    rows = []
+    for s in result["setups"]:
+        for p in s["points"]:
+            row = {"setup": s["name"], "repeat": p.get("repeat"), "rate": p.get("rate"), "users": p.get("users"),
+                   "slo_met": p.get("slo_met"), "run_id": p.get("run_id")}
+            for name, key in METRICS.items():
+                for q, v in (p.get(key) or {}).items():
+                    row[f"{name.lower()}_{q}_ms"] = v
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _load_axis(result: dict) -> tuple[str, str]:
     return ("users", "concurrent users") if result.get("closed_loop") else ("offered_rate", "offered load (req/s)")
 

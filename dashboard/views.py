@@ -20,6 +20,12 @@ from analysis.selfcheck import figure_rows, shown_status
 LATENCY_ROWS = {"ttft_ms": "TTFT", "ttft_sched_ms": "TTFT from schedule", "itl_ms": "ITL",
                 "tpot_ms": "TPOT", "e2e_ms": "E2E", "schedule_lag_ms": "schedule lag"}
 PCT_COLUMNS = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p999": "p99.9", "mean": "mean"}
+PCT_HELP = {**{v: f"{v} percentile, linear interpolation between closest ranks" for v in ("p50", "p90", "p95", "p99",
+                                                                                        "p99.9")},
+            "mean": "arithmetic mean"}
+METRIC_HELP = ("TTFT = first content chunk - send; TTFT from schedule = first chunk - scheduled send; ITL = gaps "
+               "between content chunks; TPOT = (last - first chunk) / (output tokens - 1); E2E = last byte - send; "
+               "schedule lag = send - scheduled send (docs/metrics.md)")
 OK_COLOR, E2E_COLOR, ERROR_COLOR, WINDOW_COLOR = "#1f77b4", "#9ecae1", "#d62728", "rgba(44,160,44,0.08)"
 CHART_HEIGHT = 320
 
@@ -154,6 +160,11 @@ def errors_table(requests: pd.DataFrame) -> pd.DataFrame:
     grouped = (failed[keys].astype(object).fillna("").astype(str)
                .value_counts().rename("requests").reset_index())
     return grouped.sort_values("requests", ascending=False, kind="stable")
+
+
+def values_csv(values: np.ndarray, name: str) -> str:
+    """One column of numbers as CSV text (a chart's data when it is a plain distribution)."""
+    return pd.DataFrame({name: np.asarray(values, dtype=float)}).to_csv(index=False)
 
 
 def _layout(fig: go.Figure, x_title: str, y_title: str, **kw: Any) -> go.Figure:

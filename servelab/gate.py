@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.gate_sides import EXIT_CODES, gate_result, load_key  # noqa: F401 (the CLI's names)
+from analysis.gate_sides import SideError, difference, ids_named, judge_summaries, one_load, same_load
+from analysis.gate_sides import untrusted_reason
 from servelab.config import LoadConfig, RunConfig, SamplerConfig, ServerConfig
 from servelab.errors import UserError
-
-EXIT_CODES = {"no change": 0, "regressed": 1, "inconclusive": 3}
-# Load fields that do not change what the target is asked to do.
-_LOAD_IGNORED = ("api_key_env", "timeout_s", "drain_s")
-_LOAD_PATHS = ("trace_path", "dataset_path", "paraphrase_path")
 
 
 @dataclass
@@ -49,17 +47,10 @@ def _stored_ids(store: str, text: str) -> list[str]:
         raise UserError(f"{text!r} is neither a URL, 'builtin', an export folder, nor a run in a store "
                         f"(no store at {store})")
     ingest.recover(store)
-    rows = sorted(queries.list_runs(store), key=lambda r: (r["created_at"] or "", r["run_id"]))
-    ids: list[str] = []
-    for token in (t.strip() for t in text.split(",") if t.strip()):
-        found = [r["run_id"] for r in rows if r["run_id"] == token] or \
-                [r["run_id"] for r in rows if r["label"] == token]
-        if not found:
-            raise UserError(f"no run or label {token!r} in {store}")
-        ids += [i for i in found if i not in ids]
-    if not ids:
-        raise UserError(f"no runs named in {text!r}")
-    return ids
+    try:
+        return ids_named(queries.list_runs(store), text, store)
+    except SideError as exc:
+        raise UserError(str(exc)) from None
 
 
 def resolve_side(name: str, text: str, store: str, scratch: Path) -> Side:
@@ -78,38 +69,17 @@ def resolve_side(name: str, text: str, store: str, scratch: Path) -> Side:
     return Side(name, text, store=store, run_ids=_stored_ids(store, text))
 
 
-def load_key(load: dict[str, Any]) -> dict[str, Any]:
-    """A stored load reduced to what it asks of the target (paths compared by file name).
-    Through the current model first, so a run from an older servelab gets today's defaults."""
-    try:
-        load = LoadConfig.model_validate(load).model_dump(mode="json")
-    except ValueError:
-        pass  # compared as stored
-    out = {k: v for k, v in load.items() if k not in _LOAD_IGNORED}
-    for k in _LOAD_PATHS:
-        if out.get(k):
-            out[k] = Path(out[k]).name
-    return out
-
-
-def _difference(a: dict, b: dict) -> str:
-    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    return ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys[:3])
-
-
 def stored_load(side: Side) -> dict[str, Any] | None:
     """The one load all of a stored side's runs ran; None for a side measured now."""
     from store import queries
 
     if side.target is not None:
         return None
-    loads = [(i, (queries.get_run(side.store, i)["config"] or {}).get("load") or {}) for i in side.run_ids]
-    first_id, first = loads[0]
-    for run_id, load in loads[1:]:
-        if load_key(load) != load_key(first):
-            raise UserError(f"the {side.name}'s runs {first_id} and {run_id} ran different loads: "
-                            f"{_difference(load_key(first), load_key(load))}")
-    return first
+    try:
+        return one_load(side.name, [(i, (queries.get_run(side.store, i)["config"] or {}).get("load") or {})
+                                    for i in side.run_ids])
+    except SideError as exc:
+        raise UserError(str(exc)) from None
 
 
 def agree_on_load(sides: list[Side], flags_load: LoadConfig, flags_given: bool) -> LoadConfig:
@@ -117,16 +87,16 @@ def agree_on_load(sides: list[Side], flags_load: LoadConfig, flags_given: bool) 
     stored = [(s, load) for s in sides if (load := stored_load(s)) is not None]
     if not stored:
         return flags_load
-    (side0, load0), rest = stored[0], stored[1:]
-    for side, load in rest:
-        if load_key(load) != load_key(load0):
-            raise UserError(f"the sides ran different loads: {_difference(load_key(load0), load_key(load))} "
-                            f"({side0.name} vs {side.name})")
+    side0 = stored[0][0]
+    try:
+        load0 = same_load([(s.name, load) for s, load in stored])
+    except SideError as exc:
+        raise UserError(str(exc)) from None
     if flags_given:
         mine = load_key(flags_load.model_dump(mode="json"))
         if mine != load_key(load0):
             raise UserError(f"the load flags differ from the {side0.name}'s stored load: "
-                            f"{_difference(load_key(load0), mine)} (drop the flags to reuse it)")
+                            f"{difference(load_key(load0), mine)} (drop the flags to reuse it)")
     return LoadConfig(**load0)
 
 
@@ -157,14 +127,9 @@ def read_summaries(side: Side) -> list[str]:
 
     untrusted = []
     for run_id in side.run_ids:
-        s = run_summary(side.store, run_id, slo=[])
-        side.summaries.append(s)
-        check = s.get("self_check") or {}
-        if s.get("status") != "completed":
-            untrusted.append(f"{side.name} run {run_id} is {s.get('status')}")
-        elif check and not check.get("passed"):
-            why = "; ".join(check.get("reasons") or []) or "see `servelab summary`"
-            untrusted.append(f"{side.name} run {run_id} failed its self-check: {why}")
+        side.summaries.append(run_summary(side.store, run_id, slo=[]))
+        if (why := untrusted_reason(side.name, run_id, side.summaries[-1])) is not None:
+            untrusted.append(why)
     return untrusted
 
 
@@ -197,9 +162,6 @@ def _side_dict(side: Side) -> dict[str, Any]:
 
 def run_gate(req: GateRequest, note: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Resolves, measures and judges; returns the JSON-ready result with its `exit_code`."""
-    from analysis.gate import GateOptions, judge
-    from analysis.gate_metrics import repeat_values
-
     with scratch_dir() as tmp:
         a, b = (resolve_side("baseline", req.baseline, req.store, tmp),
                 resolve_side("candidate", req.candidate, req.store, tmp))
@@ -207,14 +169,5 @@ def run_gate(req: GateRequest, note: Callable[[str], None] = lambda _: None) -> 
         measure([a, b], load, req.repeats, req.store, req.server, req.label, req.sampling, note)
         untrusted = read_summaries(a) + read_summaries(b)
         sides = {"baseline": _side_dict(a), "candidate": _side_dict(b)}
-    opts = GateOptions(alpha=req.alpha, min_repeats=req.repeats)
-    verdict = judge(req.specs, repeat_values(a.summaries, req.specs), repeat_values(b.summaries, req.specs),
-                    opts, untrusted)
-    return gate_result(verdict, req.repeats, load.model_dump(mode="json"), sides)
-
-
-def gate_result(verdict, repeats: int, load: dict[str, Any], sides: dict[str, dict]) -> dict[str, Any]:
-    """The JSON-ready result every renderer takes: the verdict (analysis.gate.GateVerdict),
-    its exit code, the repeats wanted, the load, and each side's spec and runs."""
-    return {**verdict.to_dict(), "exit_code": EXIT_CODES[verdict.verdict], "repeats": repeats,
-            "load": load_key(load), **sides}
+    return judge_summaries(a.summaries, b.summaries, untrusted, req.specs, req.repeats, req.alpha,
+                           load.model_dump(mode="json"), sides)

@@ -224,3 +224,20 @@ class RunLock:
             # Close without LOCK_UN: an explicit unlock would also free a child's inherited copy.
             os.close(self._fd)
             self._fd = None
+
+
+def spooled_requests(path: str | Path, run_id: str) -> dict[int, int]:
+    """{step: request records spooled and not yet ingested} of a run in progress, counted from
+    its spool files (plain file reads: no store connection, so it works while a writer holds
+    the store; a partly written last line is counted only once it ends)."""
+    out: dict[int, int] = {}
+    run_dir = run_spool_dir(path, run_id)
+    for step in pending_steps(run_dir) if run_dir.is_dir() else []:
+        n = 0
+        for f in (run_dir / f"step-{step}").glob("requests-*.jsonl"):
+            try:
+                n += f.read_bytes().count(b"\n")
+            except OSError:
+                continue  # ingested and removed between the listing and the read
+        out[step] = n
+    return out

@@ -95,10 +95,10 @@ def _record_run(path: Path, run_id: str, cfg: RunConfig, records: list[dict[str,
     finish_run(path, run_id, "completed")
 
 
-def add_open_run(path: Path, run_id: str = OPEN_RUN, seed: int = 1) -> None:
+def add_open_run(path: Path, run_id: str = OPEN_RUN, seed: int = 1, label: str = "baseline fp32") -> None:
     """Open loop at 5 req/s: OPEN_OK ok requests and OPEN_ERRORS failures."""
     rng = random.Random(seed)
-    cfg = RunConfig(target="http://127.0.0.1:8000", label="baseline fp32",
+    cfg = RunConfig(target="http://127.0.0.1:8000", label=label,
                     load=LoadConfig(mode="open", rate=5.0, duration_s=12.0, warmup_s=1.2, max_tokens=16),
                     slo=[SLOTerm(metric="ttft", percentile=99, threshold_ms=100.0),
                          SLOTerm(metric="tpot", percentile=99, threshold_ms=15.0)])

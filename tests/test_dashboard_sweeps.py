@@ -52,7 +52,7 @@ def test_sweeps_page_shows_capacity_latency_and_attainment(store):
     assert caps.loc["none", "ci_low"] < caps.loc["none", "capacity_req_s"] < caps.loc["none", "ci_high"]
     assert len(at.dataframe[1].value) == 16
     assert at.query_params["sweep"] == ["s1"] or at.query_params["sweep"] == "s1"
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 3  # capacity, latency against load, points
 
 
 def test_sweeps_page_without_sweeps_says_how_to_start_one(tmp_path, monkeypatch):

@@ -85,8 +85,8 @@ if latency.empty:
     st.info("No latency figures: no request finished ok inside the steady window.")
 else:
     st.dataframe(latency, hide_index=True, width="stretch",
-                 column_config={"metric": st.column_config.TextColumn("metric", width="medium"),
-                                **{k: st.column_config.NumberColumn(k, format="%.2f")
+                 column_config={"metric": st.column_config.TextColumn("metric", width="medium", help=views.METRIC_HELP),
+                                **{k: st.column_config.NumberColumn(k, format="%.2f", help=views.PCT_HELP[k])
                                    for k in views.PCT_COLUMNS.values()}})
     st.caption("Over the measured requests (ok ones only, except schedule lag). TTFT from schedule "
                "counts from when the request was meant to be sent, so client-side queueing shows.")
@@ -112,6 +112,8 @@ with left:
         ttft = summary.get("ttft_ms") or {}
         st.plotly_chart(views.histogram(ok["ttft_ms"], "TTFT (ms)", ttft.get("p50"), ttft.get("p99")),
                         width="stretch")
+        st.download_button("TTFT per request (CSV)", ok[["req_id", "t_s", "ttft_ms"]].to_csv(index=False),
+                           f"{run_id}-ttft.csv", "text/csv", help="TTFT = first content chunk - send, per ok request")
     else:
         st.info("No successful requests.")
 with right:
@@ -123,6 +125,8 @@ with right:
         itl = summary.get("itl_ms") or {}
         st.plotly_chart(views.histogram(gaps, "gap between output chunks (ms)", itl.get("p50"), itl.get("p99")),
                         width="stretch")
+        st.download_button("ITL gaps (CSV)", views.values_csv(gaps, "itl_ms"), f"{run_id}-itl.csv", "text/csv",
+                           help="ITL = every gap between consecutive content chunks of the ok requests")
 st.caption("Histograms: every ok request, warm-up included; dashed lines: p50 and p99 of the measured ones.")
 
 st.subheader("Latency over time")
@@ -133,6 +137,9 @@ else:
     st.plotly_chart(views.latency_over_time(frame, views.windows_s(summary, requests),
                                             hardware_views.profiler_spans(operators, first_send)),
                     width="stretch")
+    st.download_button("per-request metrics (CSV)", frame.to_csv(index=False), f"{run_id}-requests.csv", "text/csv",
+                       help="every request: status, send time (s since the first), TTFT, TTFT from schedule, "
+                            "schedule lag, E2E (last byte - send), TPOT")
 
 errors = views.errors_table(requests)
 if not errors.empty:
@@ -162,6 +169,8 @@ else:
         t0 = float(requests["t_send_ns"].dropna().min())
         spans = hardware_views.profiler_spans(operators, t0)
         st.plotly_chart(hardware_views.over_time(frame, samples, t0, spans), width="stretch")
+        st.download_button("hardware samples (CSV)", samples.to_csv(index=False), f"{run_id}-samples.csv",
+                           "text/csv", help="every sample the profilers took: power_w, gpu_util_pct, cpu_pct, ...")
         st.caption("Over the steady window and outside it; host CPU per process is % of one core."
                    + (" Shaded: the PyTorch profiler window, whose requests ran under the profiler"
                       " (slower)." if spans else ""))

@@ -46,10 +46,14 @@ quantile = right.selectbox("percentile", ["p50", "p90", "p95", "p99", "p999"], i
 lines = [t.threshold_ms for t in terms
          if t.metric == metric.lower() and f"p{t.percentile:g}".replace(".", "") == quantile]
 st.plotly_chart(sweep_views.latency_vs_load(result, metric, quantile, lines), key="latency")
+st.download_button("latency against load (CSV)", sweep_views.latency_frame(result).to_csv(index=False),
+                   f"{sweep_id}-latency.csv", "text/csv", key="latency-csv")
 st.caption("Hollow markers missed the SLO. Every point is a run: hover for its id, open it on the Run page.")
 
 st.subheader("SLO attainment per point")
 st.plotly_chart(sweep_views.attainment_chart(result), key="attainment")
+st.caption("Attainment: the share of a point's measured requests that met every SLO term (errors count as "
+           "misses); its data is in the points CSV below.")
 points = sweep_views.points_frame(result)
 st.dataframe(points, hide_index=True, width="stretch", column_config={
     "margin": st.column_config.NumberColumn("margin", format="%.2f",

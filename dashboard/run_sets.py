@@ -1,0 +1,61 @@
+"""Choosing a run set on a page: labels and run ids, resolved as `servelab gate` resolves a side.
+
+A side is a list of tokens, each a label (every run with that label) or a run id, and the
+tokens are resolved by analysis/gate_sides.ids_named, so `--baseline "fp32,r2026..."` on the
+CLI and the same picks here name the same runs. The picks live in the page's query string
+(`?baseline=...&candidate=...`, comma-separated), so a comparison can be linked.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis.gate_sides import SideError, ids_named
+from dashboard import views
+
+SIDE_HELP = ("a label picks every run with that label (oldest first), a run id one run; the same names "
+             "`servelab gate --baseline/--candidate` takes")
+
+
+def labels(rows: list[dict]) -> list[str]:
+    """Distinct labels, the newest run's label first."""
+    return list(dict.fromkeys(r["label"] for r in rows if r.get("label")))
+
+
+def defaults(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """Baseline and candidate when nothing was picked: the two newest labels (older one as the
+    baseline), else the two newest runs."""
+    named = labels(rows)
+    if len(named) >= 2:
+        return [named[1]], [named[0]]
+    ids = [r["run_id"] for r in rows]
+    return ids[1:2], ids[:1]
+
+
+def pick(side: str, rows: list[dict], default: list[str], container=st) -> list[str]:
+    """A multiselect of labels and run ids for one side; returns the tokens picked."""
+    by_id = {r["run_id"]: r for r in rows}
+    named = labels(rows)
+    counts = {n: sum(r.get("label") == n for r in rows) for n in named}
+    options = named + list(by_id)
+    given = st.query_params.get(side)
+    wanted = [t for t in (given.split(",") if given else default) if t in options]
+
+    def show(token: str) -> str:
+        if token in counts:
+            return f"label {token} ({counts[token]} run{'s' * (counts[token] != 1)})"
+        return views.run_option(by_id[token])
+
+    tokens = container.multiselect(side, options, default=wanted, format_func=show, key=f"side-{side}",
+                                   help=SIDE_HELP)
+    st.query_params[side] = ",".join(tokens)
+    return tokens
+
+
+def resolve(rows: list[dict], tokens: list[str], path: str) -> list[str]:
+    """The run ids the tokens name (ids_named); a bad pick is a page error, not a traceback."""
+    try:
+        return ids_named(rows, ",".join(tokens), path)
+    except SideError as exc:
+        st.error(str(exc))
+        st.stop()
