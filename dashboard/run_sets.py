@@ -32,6 +32,28 @@ def defaults(rows: list[dict]) -> tuple[list[str], list[str]]:
     return ids[1:2], ids[:1]
 
 
+def _load(row: dict) -> tuple:
+    return row.get("mode"), row.get("users"), row.get("rate"), row.get("arrival")
+
+
+def same_load_defaults(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """Defaults for the gate, whose sides must have run one load: `defaults` when the two
+    picks ran the same load (as the listing tells), else the newest two runs that did
+    (e.g. two setups of a sweep at one rate), else `defaults` (the page then says why not)."""
+    base, cand = defaults(rows)
+
+    def loads(token: str) -> set:
+        return {_load(r) for r in rows if token in (r["run_id"], r.get("label"))}
+
+    if base and cand and len(loads(base[0])) == 1 and loads(base[0]) == loads(cand[0]):
+        return base, cand
+    for i, newer in enumerate(rows):
+        for older in rows[i + 1:]:
+            if _load(older) == _load(newer):
+                return [older["run_id"]], [newer["run_id"]]
+    return base, cand
+
+
 def pick(side: str, rows: list[dict], default: list[str], container=st) -> list[str]:
     """A multiselect of labels and run ids for one side; returns the tokens picked."""
     by_id = {r["run_id"]: r for r in rows}

@@ -12,12 +12,20 @@ Python playwright:
   of three priced setups (tests/decision_fixtures.py): its charts drawn, no exception; a
   price override set on Hardware and prices reaches the Recommend page.
 
-Screenshots go to tmp_path, copied to /tmp/dash-*.png for a human look. Skipped when /usr/bin/chromium is missing.
+- every page registered in dashboard/app.py (read from its st.Page lines, so a page added
+  later is opened too) over a store made by a REAL `servelab sweep` of the built-in server
+  (calibration mode, a grid of 2 rates x 2 setups, 1.5 s points): no exception text, the
+  charts each page draws, a screenshot of each.
+
+Screenshots go to $SERVELAB_ARTIFACTS when set (CI uploads that folder), else tmp_path, and are copied
+to /tmp/dash-*.png for a human look. Skipped when /usr/bin/chromium is missing.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +37,7 @@ from pathlib import Path
 import pytest
 
 import decision_fixtures as dfx
+from conftest import CLI
 import store_fixtures as fx
 
 CHROMIUM = "/usr/bin/chromium"
@@ -242,3 +251,90 @@ def test_every_sweep_page_in_chromium(dashboard_url, tmp_path):
             browser.close()
     for png in shots:
         _copy_for_a_look(png)
+
+
+# A real sweep: two built-in calibration servers (fixed 40 ms TTFT, 10 ms gaps; one serves a
+# single stream at a time, so at 6 req/s its queue grows past the SLO), open loop at 2 and 6 req/s.
+REAL_SWEEP = {
+    "name": "browser", "slo": "ttft_p99<=300ms", "duration_s": 1.5, "drain_s": 1, "repeats": 1,
+    "search": {"kind": "grid", "rates": [2, 6]}, "workload": {"max_tokens": 8, "prompt_tokens": 8},
+    "profile": {"enabled": False},
+    "setups": {"one": {"server": {"calibration": True, "calib_ttft_ms": 40, "calib_concurrency": 1},
+                       "price_per_hour": 0.5},
+               "four": {"server": {"calibration": True, "calib_ttft_ms": 40, "calib_concurrency": 4},
+                        "price_per_hour": 0.8}},
+}
+# url path -> the plotly charts the page draws over that store (pages not listed: any number)
+REAL_CHARTS = {"runs": 0, "run": 3, "sweeps": 3, "frontier": 1, "levers": 1, "recommend": 1, "prices": 0, "compare": 3,
+               "gate": 1, "live": 1}
+HEADINGS = {"prices": "Hardware and prices", "plan": "Capacity plan"}
+
+
+def registered_pages() -> list[tuple[str, str]]:
+    """(url path, title) of every st.Page in dashboard/app.py, in the navigation's order."""
+    app = (Path(__file__).resolve().parents[1] / "dashboard" / "app.py").read_text()
+    return re.findall(r'st\.Page\([^)]*title="([^"]+)",\s*url_path="([^"]+)"', app)
+
+
+def artifacts(tmp_path: Path) -> Path:
+    out = Path(os.environ.get("SERVELAB_ARTIFACTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def real_sweep_url(tmp_path):
+    """The dashboard over a store that `servelab sweep` just made (about 20 s on 2 cores)."""
+    from servelab.dashboard_proc import dashboard_command
+
+    spec = tmp_path / "sweep.json"
+    spec.write_text(json.dumps(REAL_SWEEP))
+    store = tmp_path / "swept.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVELAB_")}
+    done = subprocess.run([*CLI, "sweep", str(spec), "--store", str(store), "--json"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    port, log = free_port(), tmp_path / "streamlit-sweep.log"
+    cmd = [*dashboard_command("127.0.0.1", port), "--server.fileWatcherType", "none"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=dict(env, SERVELAB_STORE=str(store)), stdout=out, stderr=subprocess.STDOUT,
+                                cwd=tmp_path, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url
+    finally:
+        stop(proc)
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_every_registered_page_over_a_real_sweep(real_sweep_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    out = artifacts(tmp_path)
+    pages = registered_pages()
+    assert {"compare", "gate", "live"} <= {p for _, p in pages}
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=RUN_VIEWPORT).new_page()
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            for title, path in pages:
+                page.goto(f"{real_sweep_url}/{path}")
+                page.get_by_role("heading", name=HEADINGS.get(path, title)).first.wait_for(timeout=WAIT_MS)
+                want = REAL_CHARTS.get(path)
+                if want:
+                    page.locator(".js-plotly-plot").nth(want - 1).wait_for(timeout=WAIT_MS)
+                    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=WAIT_MS)
+                page.wait_for_timeout(1500)  # plotly's first draw, the grids' canvas, a Live refresh
+                if want is not None:
+                    assert page.locator(".js-plotly-plot").count() == want, path
+                assert page.locator('[data-testid="stException"]').count() == 0, path
+                assert page.get_by_text("Traceback").count() == 0, path
+                assert page.get_by_text("Live data delayed").count() == 0, path  # nothing writes now
+                shot = out / f"dash-sweep-{path}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000, path
+            assert not page_errors, page_errors
+        finally:
+            browser.close()

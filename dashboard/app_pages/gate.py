@@ -19,7 +19,7 @@ if len(rows) < 2:
     st.info(f"The gate compares two sets of stored runs; this store has {len(rows)}. {data.START_HINT}")
     st.stop()
 by_id = {r["run_id"]: r for r in rows}
-base_default, cand_default = run_sets.defaults(rows)
+base_default, cand_default = run_sets.same_load_defaults(rows)
 left, right = st.columns(2)
 tokens = {"baseline": run_sets.pick("baseline", rows, base_default, left),
           "candidate": run_sets.pick("candidate", rows, cand_default, right)}
