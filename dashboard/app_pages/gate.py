@@ -68,6 +68,10 @@ st.dataframe(frame, hide_index=True, width="stretch", column_config={
     "ci_high": st.column_config.NumberColumn("high", format="percent", help=f"{confidence:.0%} interval, upper end"),
     "abs_change": st.column_config.NumberColumn("abs change", format="%.4g",
                                                 help="median(candidate) - median(baseline), in the metric's unit"),
+    "abs_ci_low": st.column_config.NumberColumn("abs low", format="%.4g", help=f"{confidence:.0%} interval of "
+                                                "the absolute change, lower end"),
+    "abs_ci_high": st.column_config.NumberColumn("abs high", format="%.4g", help="upper end"),
+    "unit": st.column_config.TextColumn("unit", help="the metric's unit (fraction: a share of requests)"),
     "p": st.column_config.NumberColumn("p", format="%.3g", help="two-sided Mann-Whitney U p-value over the repeats"),
     "rel_floor": st.column_config.NumberColumn("rel floor", format="percent",
                                                help="the smallest relative change that matters"),
