@@ -1,10 +1,13 @@
 """Every dashboard page's cold load on a store of 1M requests.
 
 The store is made once and cached (`--cache-dir`, default the system temp dir): synthetic
-requests written as spool files exactly as the load generator writes them, then ingested by
-the real path (store.ingest.ingest_step), one run per point of a three-setup sweep
-(tests/decision_fixtures.py's sweep, whose point run ids become real runs here), so the
-sweep pages, the Run page and the run-set pages all read the big store.
+requests written as spool files exactly as the load generator writes them (SpoolWriter),
+then ingested by the real path (store.ingest.ingest_step), in runs of `--per-run` requests:
+one run per point of a three-setup sweep (tests/decision_fixtures.py's sweep, whose point run
+ids become real runs here), then further runs until the total, so the sweep pages, the Run
+page and the run-set pages all read the big store. `compare (none, continuous)` and
+`gate (none, continuous)` compare two setups' 8 runs each (label sets), the default picks
+two single runs.
 
 A page's cold load: Streamlit's caches cleared, then the page script run once under AppTest
 (the same script a browser gets, every read and figure built; no browser paint), timed
@@ -80,13 +83,16 @@ def write_run(path: Path, run_id: str, setup: str, rate: float, n: int, seed: in
     finish_run(path, run_id, "completed")
 
 
-def build(path: Path, total: int) -> None:
+def build(path: Path, total: int, per_run: int) -> None:
+    """The sweep's 24 point runs, then more runs (unique labels) until `total` requests."""
     runs = point_runs()
-    per_run = total // len(runs)
+    runs += [(f"r-bench-{k:04d}", f"bench run {k}", 50.0) for k in range(max(0, total // per_run - len(runs)))]
     t = time.monotonic()
-    for k, (run_id, setup, rate) in enumerate(runs):
-        write_run(path, run_id, setup, rate, per_run + (total % len(runs) if k == 0 else 0), seed=k)
-        print(f"  built {k + 1}/{len(runs)} runs, {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+    for k, (run_id, label, rate) in enumerate(runs):
+        n = per_run + (total - per_run * len(runs) if k == len(runs) - 1 else 0)
+        write_run(path, run_id, label, rate, n, seed=k)
+        if (k + 1) % 10 == 0 or k + 1 == len(runs):
+            print(f"  built {k + 1}/{len(runs)} runs, {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
     dfx.add_sweep(path)
 
 
@@ -121,22 +127,24 @@ def cold_load(page: str, params: dict[str, str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=1_000_000)
+    ap.add_argument("--per-run", type=int, default=5000, help="requests per run (a 60 s point at ~80 req/s)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cache-dir", default=tempfile.gettempdir())
     ap.add_argument("--pages", default="", help="comma-separated url paths (default: all)")
     args = ap.parse_args()
-    store = Path(args.cache_dir) / f"servelab-bench-dashboard-{args.requests}.duckdb"
+    store = Path(args.cache_dir) / f"servelab-bench-dashboard-{args.requests}-{args.per_run}.duckdb"
     if not store.exists():
         print(f"building {store} ({args.requests:,} requests through store.ingest) ...", file=sys.stderr)
         tmp = store.with_suffix(".building.duckdb")
         for p in (tmp, Path(f"{tmp}.spool")):
             if p.is_file():
                 p.unlink()
-        build(tmp, args.requests)
+        build(tmp, args.requests, args.per_run)
         tmp.rename(store)
     os.environ["SERVELAB_STORE"] = str(store)
     wanted = [p for p in args.pages.split(",") if p] or list(pages())
-    print(f"store {store}: {args.requests:,} requests; cold load per page, median of {args.repeat} (s):")
+    print(f"store {store}: {args.requests:,} requests in runs of {args.per_run:,}; cold load per page, "
+          f"median of {args.repeat} (s):")
     for page, params in pages().items():
         script = ROOT / "dashboard" / "app_pages" / f"{page.strip('_').split('_')[0]}.py"
         if page not in wanted or not script.exists():

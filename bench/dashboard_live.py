@@ -62,7 +62,7 @@ def one_run(url: str, store: str, log: Path, args: argparse.Namespace, watched: 
         out = subprocess.run(
             [sys.executable, "-m", "servelab.cli", "run", "--target", url, "--rate", str(args.rate),
              "--arrival", "constant", "--duration", str(args.duration), "--max-tokens", str(args.chunks),
-             "--prompt-tokens", "16", "--warmup", "0", "--store", store, "--json", "--no-sampling"],
+             "--prompt-tokens", "16", "--warmup", "0", "--store", store, "--json"],
             capture_output=True, text=True, check=True)
     finally:
         if poller is not None:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from analysis.frames import itl_ms, request_frame
 from analysis.report import run_report
+from analysis.table import request_table
 from dashboard import data, hardware_views, views
 
 st.title("Run")
@@ -103,7 +104,8 @@ if len(summary.get("steps") or []) > 1:
     st.dataframe(views.steps_table(summary), hide_index=True, width="stretch",
                  column_config={"SLO attainment": st.column_config.NumberColumn(format="percent")})
 
-frame = request_frame(requests)
+table = request_table(requests)  # built once for the frame and the gaps (the costly part on a large run)
+frame = request_frame(requests, table)
 ok = frame[frame["status"] == "ok"]
 left, right = st.columns(2)
 with left:
@@ -118,7 +120,7 @@ with left:
         st.info("No successful requests.")
 with right:
     st.subheader("ITL")
-    gaps = itl_ms(requests)
+    gaps = itl_ms(requests, table)
     if len(gaps) == 0:
         st.info("No inter-token gaps (no successful request streamed more than one chunk).")
     else:
