@@ -4,7 +4,9 @@
   evenly spaced ranks for drawing (the first and last always kept).
 - Percentile delta of a metric (TTFT, ITL, E2E): B's pP minus A's pP, and B / A - 1, with a
   95% interval. With one run on either side: a percentile bootstrap over requests (each
-  side's pooled measured values resampled on its own, `n_boot` times, seeded). With two or
+  side's pooled measured values resampled on its own, `n_boot` times, seeded; each
+  resample's percentile drawn exactly from its order-statistic distribution, so a side of
+  a million values costs one sort, not a million draws per resample). With two or
   more runs on both sides: the gate's per-repeat statistics (analysis/gate.py
   bootstrap_intervals over each run's own pP, medians of the runs), so a run's requests
   are not treated as independent of each other.
@@ -24,7 +26,6 @@ from analysis.stats import PERCENTILES, UNIT_NS
 
 METRICS = {"ttft": "TTFT", "itl": "ITL", "e2e": "E2E"}
 CONFIDENCE = 0.95
-MAX_BOOT_VALUES = 20_000  # a side's values resampled per draw past this: the interval barely moves
 
 
 def ecdf(values: np.ndarray, points: int = 1500) -> tuple[np.ndarray, np.ndarray]:
@@ -41,18 +42,23 @@ def ecdf(values: np.ndarray, points: int = 1500) -> tuple[np.ndarray, np.ndarray
 
 
 def _boot_percentiles(values: np.ndarray, qs: list[float], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, len(qs)) percentiles of resamples of `values` (size capped at MAX_BOOT_VALUES:
-    a resample of m draws has the spread of m, so the cap widens the interval, never narrows it)."""
-    m = min(values.size, MAX_BOOT_VALUES)
+    """(n_boot, len(qs)) bootstrap draws of each percentile of `values`, drawn exactly without
+    materialising the resamples: the k-th smallest of n draws with replacement from sorted x
+    is x[j] with j = ceil(U n) - 1, U ~ Beta(k, n - k + 1) (the k-th smallest of n uniforms).
+
+    Formula: k = max(1, ceil(q / 100 * n)); draw = x[clip(ceil(U * n) - 1, 0, n - 1)]
+    """
+    x = np.sort(values)
+    n = x.size
     out = np.empty((n_boot, len(qs)))
-    for start in range(0, n_boot, 50):  # in blocks: 50 x 20k floats at a time
-        k = min(50, n_boot - start)
-        draws = values[rng.integers(0, values.size, (k, m))]
-        out[start:start + k] = np.percentile(draws, qs, axis=1).T
+    for i, q in enumerate(qs):
+        k = min(n, max(1, int(np.ceil(q / 100 * n))))
+        u = rng.beta(k, n - k + 1, n_boot)
+        out[:, i] = x[np.clip(np.ceil(u * n).astype(np.int64) - 1, 0, n - 1)]
     return out
 
 
-def request_deltas(a: np.ndarray, b: np.ndarray, n_boot: int = 400, seed: int = 0) -> list[dict[str, Any]]:
+def request_deltas(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
     """Per percentile: A, B, B - A and B / A - 1 with 95% bootstrap intervals over requests (ns in)."""
     qs = list(PERCENTILES.values())
     if a.size == 0 or b.size == 0:

@@ -23,6 +23,8 @@ BENCHES = {
     "overload": ["--model", "tiny", "--duration", "30", "--factor", "2"],
     "energy": ["--model", "tiny", "--batch-sizes", "1,8", "--duration", "12", "--torch-profile", "1"],
     "gate": ["--gates", "20", "--repeats", "6", "--pool", "40", "--duration", "3"],
+    "dashboard": ["--requests", "1000000", "--repeat", "3"],
+    "dashboard_live": ["--rate", "10", "--duration", "15", "--rounds", "3", "--poll-s", "1"],
 }
 
 
