@@ -46,7 +46,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 RUNS_VIEWPORT = {"width": 1400, "height": 700}
 RUN_VIEWPORT = {"width": 1400, "height": 2000}  # tall: Streamlit scrolls inside its own container
 WAIT_MS = 60_000
-NAV = ["Runs", "Run", "Sweeps", "Frontier", "Levers", "Recommend", "Hardware and prices"]
 # url path -> (heading, plotly charts the page draws over the fixture sweep)
 SWEEP_PAGES = {"sweeps": ("Sweeps", 3), "frontier": ("Frontier", 1), "levers": ("Levers", 1),
                "recommend": ("Recommend", 1), "prices": ("Hardware and prices", 0)}
@@ -139,7 +138,7 @@ def test_runs_then_run_page_in_chromium(dashboard_url, tmp_path):
             assert charts.count() == 3
             page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=WAIT_MS)
             nav = page.locator('[data-testid="stSidebarNav"]').inner_text().splitlines()
-            assert [line.strip() for line in nav if line.strip()] == NAV
+            assert [line.strip() for line in nav if line.strip()] == [title for title, _ in registered_pages()]
             assert page.get_by_text("SLO attainment").is_visible()
             metric = page.locator('[data-testid="stMetric"]', has_text="requests").first
             assert metric.locator('[data-testid="stMetricValue"]').inner_text().strip() == str(
