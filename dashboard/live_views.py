@@ -54,4 +54,4 @@ def spool_frame(path: str, run_ids: list[str]) -> pd.DataFrame:
 def pick_sweep(sweeps: list[dict]) -> dict | None:
     """The sweep to follow: the newest running one, else the newest."""
     running = [s for s in sweeps if s.get("status") == "running"]
-    return (running or sweeps or [None])[0]
+    return (running or sweeps)[0] if (running or sweeps) else None
