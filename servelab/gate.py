@@ -1,8 +1,8 @@
 """`servelab gate`'s orchestration: resolve both sides, measure what must be measured now
 (interleaved), read every repeat's summary, and hand the numbers to analysis/gate.py.
 
-A side is either stored runs (run ids and labels in the store, comma-separated, or a
-Parquet export folder from `servelab export`, read through a temporary store) or a target
+A side is either stored runs (run ids, labels and sweep points `SWEEP_ID[:SETUP[@LOAD]]` in
+the store, comma-separated, or a Parquet export folder from `servelab export`, read through a temporary store) or a target
 to measure now (an OpenAI-compatible URL, or `builtin`). Both sides must have run the same
 load; a measured-now side runs the load given by the flags, or, when no load flag was
 given, the stored side's load. When both are measured now their repeats alternate
@@ -23,7 +23,9 @@ from servelab.errors import UserError
 
 EXIT_CODES = {"no change": 0, "regressed": 1, "inconclusive": 3}
 # Load fields that do not change what the target is asked to do.
-_LOAD_IGNORED = ("api_key_env", "timeout_s", "drain_s")
+# The seed too: another seed is another sample of the same load (a sweep's repeats each have
+# their own), so stored repeats with different seeds gate against each other.
+_LOAD_IGNORED = ("api_key_env", "timeout_s", "drain_s", "seed")
 _LOAD_PATHS = ("trace_path", "dataset_path", "paraphrase_path")
 
 
@@ -41,8 +43,32 @@ def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
+def _sweep_match(rows: list[dict[str, Any]], token: str) -> list[str]:
+    """Runs of a sweep: `SWEEP_ID`, `SWEEP_ID:SETUP` or `SWEEP_ID:SETUP@LOAD` (LOAD: the
+    point's rate in req/s, or its users for a closed-loop grid)."""
+    sweep, _, rest = token.partition(":")
+    setup, _, load = rest.partition("@")
+    runs = [r for r in rows if r.get("sweep_id") == sweep]
+    if not runs:
+        return []
+    if setup:
+        runs = [r for r in runs if r.get("setup") == setup]
+        if not runs:
+            names = sorted({r.get("setup") or "" for r in rows if r.get("sweep_id") == sweep})
+            raise UserError(f"sweep {sweep} has no setup {setup!r} (its setups: {', '.join(names)})")
+    if load:
+        try:
+            want = float(load)
+        except ValueError:
+            raise UserError(f"{token!r}: the load after '@' must be a number (req/s, or users)") from None
+        runs = [r for r in runs if want in (r.get("rate"), r.get("users"))]
+        if not runs:
+            raise UserError(f"sweep {sweep} has no point at load {load} for setup {setup or '(any)'}")
+    return [r["run_id"] for r in runs]
+
+
 def _stored_ids(store: str, text: str) -> list[str]:
-    """Run ids for comma-separated run ids and labels in `store`, in order given."""
+    """Run ids for comma-separated run ids, labels and sweep points in `store`, in order given."""
     from store import ingest, queries
 
     if not Path(store).is_file():
@@ -53,9 +79,9 @@ def _stored_ids(store: str, text: str) -> list[str]:
     ids: list[str] = []
     for token in (t.strip() for t in text.split(",") if t.strip()):
         found = [r["run_id"] for r in rows if r["run_id"] == token] or \
-                [r["run_id"] for r in rows if r["label"] == token]
+                [r["run_id"] for r in rows if r["label"] == token] or _sweep_match(rows, token)
         if not found:
-            raise UserError(f"no run or label {token!r} in {store}")
+            raise UserError(f"no run, label or sweep {token!r} in {store}")
         ids += [i for i in found if i not in ids]
     if not ids:
         raise UserError(f"no runs named in {text!r}")

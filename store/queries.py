@@ -65,6 +65,7 @@ def list_runs(path: str | Path) -> list[dict[str, Any]]:
             "requests": int(row[-2]), "steps": int(row[-1]),
             "mode": load.get("mode"), "users": load.get("users"), "rate": load.get("rate"),
             "arrival": load.get("arrival"), "self_check": _verdict(run["self_check"]),
+            "sweep_id": run["sweep_id"], "setup": run["setup"],
         })
     return runs
 
