@@ -14,6 +14,11 @@ from typing import Any
 import pandas as pd
 
 COUNTER_SUFFIXES = ("_total", "_count", "_sum")
+# The series that say most about a serving engine, shown first: vLLM's and SGLang's names
+# for requests running and waiting, KV-cache use, prefix-cache hits and preemptions.
+KEY_SERIES = ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc", "gpu_cache_usage_perc",
+              "prefix_cache_hits", "prefix_cache_queries", "num_preemptions", "num_running_reqs",
+              "num_queue_reqs", "token_usage", "cache_hit_rate")
 # Labels every series of an engine carries, which say nothing about the series itself.
 NOISE_LABELS = ("model_name", "engine", "model")
 
@@ -31,7 +36,8 @@ def _label_text(labels: str | None) -> str:
 
 
 def engine_metrics(samples: pd.DataFrame | None) -> list[dict[str, Any]]:
-    """Per series: {name, labels, kind, scrapes, mean, max, last, delta} (None where n/a)."""
+    """Per series: {name, labels, kind, key, scrapes, mean, max, last, delta} (None where n/a);
+    `key`: one of KEY_SERIES."""
     if samples is None or samples.empty:
         return []
     out = []
@@ -40,6 +46,7 @@ def engine_metrics(samples: pd.DataFrame | None) -> list[dict[str, Any]]:
         counter = is_counter(str(name))
         out.append({
             "name": str(name), "labels": _label_text(labels), "kind": "counter" if counter else "gauge",
+            "key": str(name).split(":")[-1].removesuffix("_total") in KEY_SERIES,
             "scrapes": int(len(values)),
             "mean": None if counter else float(values.mean()),
             "max": None if counter else float(values.max()),

@@ -125,6 +125,15 @@ def flag_value(args: str, names: tuple[str, ...]) -> str | None:
     return None
 
 
+def _positional(args: str) -> str | None:
+    """The first argument that is not a flag (`transformers serve MODEL`), when it comes first."""
+    with contextlib.suppress(ValueError):
+        words = shlex.split(args or "")
+        if words and not words[0].startswith("-"):
+            return words[0]
+    return None
+
+
 def version_of(kind: str, argv: list[str], python: str | None) -> str | None:
     """The engine's version: its Python distribution's, or the binary's `--version` line."""
     dists = DISTRIBUTIONS.get(kind)
@@ -174,7 +183,7 @@ def _failure(kind: str, what: str, log: Path) -> UserError:
     tail = log_tail(log)
     last = tail[-1] if tail else "(no output)"
     body = "\n".join(f"  {ln}" for ln in tail)
-    return UserError(f"the {kind} engine {what}: {last}\nlast lines of its log {log}:\n{body}")
+    return UserError(f"the {kind} engine {what}: {last}", detail=f"last lines of its log {log}:\n{body}")
 
 
 def wait_ready(kind: str, guard: subprocess.Popen, base: str, log: Path, timeout_s: float) -> None:
@@ -222,7 +231,7 @@ def describe(engine: Engine, args: str, python: str | None) -> dict:
     from servelab.served_model import list_models
 
     ids, _ = list_models(engine.url, {})
-    model = ids[0] if ids else flag_value(args, MODEL_FLAGS)
+    model = ids[0] if ids else flag_value(args, MODEL_FLAGS) or _positional(args)
     dtype = flag_value(args, ("--dtype", "--torch-dtype", "--torch_dtype"))
     if dtype in (None, "auto"):
         logged = LOG_DTYPE.search("\n".join(log_tail(engine.log_path, 400)))
