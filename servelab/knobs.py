@@ -112,7 +112,8 @@ HELP = {
     ("server", "api_keys_file"): "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS to that JSON)",
     ("profile", "gpu_hz"): "GPU samples per second (NVML refreshes power about every 100 ms)",
     ("profile", "host_hz"): "host (CPU, RSS) samples per second",
-    ("profile", "torch_profile_s"): "seconds of PyTorch profiler window on the built-in server, after warm-up",
+    ("profile", "torch_profile_s"): "seconds of PyTorch profiler window on the built-in server (or a launched "
+                                    "vLLM/SGLang engine: its /start_profile), after warm-up",
     ("profile", "torch_profile_at_s"): "start of the PyTorch profiler window, seconds into the step "
                                        "(default: when warm-up ends)",
 }

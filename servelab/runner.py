@@ -57,9 +57,12 @@ def setup_columns(cfg: RunConfig, engine: Engine | None) -> dict:
 
 
 @contextlib.contextmanager
-def open_target(cfg: RunConfig) -> Iterator[Target]:
-    """Yields the run's Target (`.url`, and `.pid` of the built-in server), starting it if asked."""
-    if cfg.target == "builtin":
+def open_target(cfg: RunConfig, engine: Engine | None = None) -> Iterator[Target]:
+    """Yields the run's Target (`.url`, and `.pid` of the built-in server or of a launched
+    engine, whose CPU and memory the sampler then records), starting the built-in one if asked."""
+    if engine is not None:
+        yield Target(engine.url, engine.pid, (engine.pid,))
+    elif cfg.target == "builtin":
         with builtin_server(cfg.server) as target:
             yield target
     else:
@@ -104,7 +107,7 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
                         __version__, sweep_id=sweep_id, setup=setup)
         runs.set_setup(store_path, run_id, setup_columns(cfg, engine))
         try:
-            status = _run_step(cfg, store_path, run_id, 0, lock.fileno(), on_progress)
+            status = _run_step(cfg, store_path, run_id, 0, lock.fileno(), on_progress, engine)
         except UserError as exc:
             error = str(exc)
             raise
@@ -122,7 +125,7 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
 
 
 def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: int,
-              on_progress: Progress | None) -> str:
+              on_progress: Progress | None, engine: Engine | None = None) -> str:
     load = cfg.load
     runs.add_step(store_path, run_id, step, load.mode, load.users if load.mode == "closed" else None,
                   load.rate, load.duration_s, load.warmup)
@@ -133,7 +136,7 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         what = "calibration mode, no model" if sv.calibration else f"{sv.model} model, {sv.device} {sv.precision}"
         on_progress({"note": f"starting the built-in server ({what}"
                              + (f", {n} replicas behind haproxy)" if n > 1 else ")")})
-    with open_target(cfg) as target:
+    with open_target(cfg, engine) as target:
         url = target.url
         base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
                 "spool_dir": str(spool), "api_key_env": load.api_key_env}
@@ -142,9 +145,13 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         profile_url = target.backends[0] if target.backends else url
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, profile_url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup,
-                            server_roles=target.roles())
+                            server_roles=target.roles(), engine=engine.kind if engine else None)
         results = None
-        scraper = None if cfg.target == "builtin" or not cfg.profile.enabled else Scraper(url, spool, probes.note)
+        scraper = None
+        if cfg.target != "builtin" and cfg.profile.enabled:  # the engine's own /metrics
+            from servelab.served_model import request_headers
+
+            scraper = Scraper(url, spool, probes.note, headers=request_headers(cfg, os.environ))
         try:
             probes.prepare()
             if scraper:

@@ -106,11 +106,12 @@ class StepProbes:
     def __init__(self, cfg: SamplerConfig, store_path: str, run_id: str, step: int, spool: Path,
                  target_url: str, server_pid: int | None, duration_s: float, lock_fd: int,
                  on_progress: Progress | None = None, warmup_s: float = 0.0,
-                 server_roles: dict[str, int] | None = None):
+                 server_roles: dict[str, int] | None = None, engine: str | None = None):
         self.cfg, self.store_path, self.run_id, self.step = cfg, store_path, run_id, step
         self.spool, self.url, self.server_pid = Path(spool), target_url, server_pid
         self.duration_s, self.lock_fd, self.on_progress = duration_s, lock_fd, on_progress
         self.warmup_s = warmup_s
+        self.engine = engine  # a launched engine's kind: vLLM and SGLang have their own window
         # With replicas: every replica (server, server1, ...) and the load balancer (lb).
         self.server_roles = server_roles or {}
         self.proc: subprocess.Popen | None = None
@@ -185,6 +186,11 @@ class StepProbes:
         plan = self._window_plan()
         if plan is None:
             return
+        if self.engine in ("vllm", "sglang"):
+            from servelab.engine_profile import EngineWindow
+
+            self.window = EngineWindow(self.url, *plan, self.engine)
+            return
         from store.profiles import trace_path
 
         dest = trace_path(self.store_path, self.run_id, self.step)
@@ -222,6 +228,9 @@ class StepProbes:
             self.note(f"no torch profile for step {self.step}: the step ended before its window began")
             return
         w.thread.join(120)
+        if hasattr(w, "summary"):  # an engine's own window (servelab/engine_profile.py)
+            self.note(w.summary())
+            return
         if not collect:
             self.note(f"no torch profile for step {self.step}: the load did not finish")
             return

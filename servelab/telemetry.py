@@ -51,8 +51,10 @@ def parse(text: str) -> list[tuple[str, str, float]]:
 class Scraper:
     """A daemon thread scraping `base_url/metrics` every PERIOD_S into the step's spool."""
 
-    def __init__(self, base_url: str, spool_dir: Path, note: Callable[[str], None], period_s: float = PERIOD_S):
+    def __init__(self, base_url: str, spool_dir: Path, note: Callable[[str], None], period_s: float = PERIOD_S,
+                 headers: dict[str, str] | None = None):
         self.url, self.spool_dir, self.note, self.period_s = base_url + "/metrics", Path(spool_dir), note, period_s
+        self.headers = headers or {}  # the run's own (a gateway's key): never written anywhere
         self.done = threading.Event()
         self.scrapes = 0
         self.thread = threading.Thread(target=self._run, name="servelab-metrics", daemon=True)
@@ -84,7 +86,8 @@ class Scraper:
         """One scrape; False when the target has no usable /metrics (said once)."""
         t_ns, wall_ns = time.perf_counter_ns(), time.time_ns()
         try:
-            with urllib.request.urlopen(self.url, timeout=max(1.0, self.period_s)) as resp:
+            req = urllib.request.Request(self.url, headers=self.headers)
+            with urllib.request.urlopen(req, timeout=max(1.0, self.period_s)) as resp:
                 text = resp.read(8 << 20).decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
             if self.scrapes == 0:
