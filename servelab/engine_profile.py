@@ -9,12 +9,10 @@ window ran and says where the trace is; it reads no operators back from an engin
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-
-from servelab.sampling import TorchWindow
 
 TRACE_HOW = {"vllm": "--profiler-config '{\"profiler\": \"torch\", \"torch_profiler_dir\": DIR}' in --engine-args",
              "sglang": "SGLANG_TORCH_PROFILER_DIR=DIR in its environment"}
@@ -26,12 +24,18 @@ def _post(url: str, timeout_s: float = 120.0) -> None:
         resp.read()
 
 
-class EngineWindow(TorchWindow):
-    """A window on an engine's own profiler; `collect()` gives no operators, only the window."""
+class EngineWindow:
+    """A window on an engine's own profiler, with TorchWindow's interface (servelab/sampling.py
+    starts `thread` at the step's t0, sets `abort` at its end); `collect()` gives no operators."""
 
     def __init__(self, base_url: str, at_s: float, length_s: float, kind: str):
-        super().__init__(base_url, at_s, length_s, Path("."), "engine")
-        self.kind = kind
+        self.base_url, self.at_s, self.length_s, self.kind = base_url, at_s, length_s, kind
+        self.abort = threading.Event()
+        self.stopped: dict | None = None
+        self.error: str | None = None
+        self.window_ns: tuple[int | None, int | None] = (None, None)
+        self.t0_ns: int | None = None
+        self.thread = threading.Thread(target=self._run, name="servelab-engine-window", daemon=True)
 
     def warm(self) -> str | None:
         return None  # nothing to warm: the engine's profiler is started only in the window

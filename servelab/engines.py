@@ -260,19 +260,7 @@ def hardware() -> str:
 
 
 def _gpus() -> list[str]:
-    try:
-        import pynvml
+    from profilers.device import gpu_names
 
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no package, no driver, no GPU: a CPU host
-        return []
-    try:
-        names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
-                 for i in range(pynvml.nvmlDeviceGetCount())]
-        return [f"{names.count(n)} x {n if isinstance(n, str) else n.decode()}" for n in dict.fromkeys(names)]
-    except Exception:  # noqa: BLE001
-        return []
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-
+    names = gpu_names()
+    return [f"{names.count(n)} x {n}" for n in dict.fromkeys(names)]

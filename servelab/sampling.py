@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from servelab.config import SamplerConfig
+from servelab.engine_profile import EngineWindow
 from servelab.procs import spawn, stop
 
 Progress = Callable[[dict], None]
@@ -115,7 +116,7 @@ class StepProbes:
         # With replicas: every replica (server, server1, ...) and the load balancer (lb).
         self.server_roles = server_roles or {}
         self.proc: subprocess.Popen | None = None
-        self.window: TorchWindow | None = None
+        self.window: TorchWindow | EngineWindow | None = None
         self.pending: list[str] | None = []  # None once the load has started
 
     def note(self, text: str) -> None:
@@ -187,8 +188,6 @@ class StepProbes:
         if plan is None:
             return
         if self.engine in ("vllm", "sglang"):
-            from servelab.engine_profile import EngineWindow
-
             self.window = EngineWindow(self.url, *plan, self.engine)
             return
         from store.profiles import trace_path
@@ -228,7 +227,7 @@ class StepProbes:
             self.note(f"no torch profile for step {self.step}: the step ended before its window began")
             return
         w.thread.join(120)
-        if hasattr(w, "summary"):  # an engine's own window (servelab/engine_profile.py)
+        if isinstance(w, EngineWindow):  # the engine wrote its own trace
             self.note(w.summary())
             return
         if not collect:

@@ -206,7 +206,12 @@ class SweepRunner:
         if s.engine is None:
             yield None
             return
-        note = (lambda text: self.on_progress({"note": f"setup {setup}: {text}"})) if self.on_progress else None
+        progress = self.on_progress
+
+        def note(text: str) -> None:
+            if progress:
+                progress({"note": f"setup {setup}: {text}"})
+
         with launched(s.engine, s.args, s.python, s.ready_timeout_s, note) as engine:
             yield engine
 

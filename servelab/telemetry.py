@@ -1,18 +1,15 @@
 """Engine telemetry: the target's Prometheus `/metrics`, scraped once a second during a step.
 
-A thread in the CLI's process GETs `/metrics`, parses it (prometheus_client's text parser)
-and appends one spool line per kept series to `metrics-engine.jsonl` (servelab/spoolfile.py),
-stamped on the requests' clock (`perf_counter_ns`, CLOCK_MONOTONIC) and the wall clock; the
-ingest stores them in `engine_samples`. What is kept: vLLM's `vllm:*` and SGLang's
-`sglang:*` series where the target has them (requests running and waiting, KV-cache usage,
-prefix-cache hits and queries, preemptions, ...), else every gauge and counter the target
-exposes, less the client library's own `python_*`/`process_*` ones; histogram buckets are
-left out (their sums and counts stay). A target without `/metrics` is one notice.
+A thread in the CLI's process GETs `/metrics`, parses it (profilers/prometheus.py, which
+also says which series are kept: vLLM's `vllm:*` and SGLang's `sglang:*` where the target
+has them, else its gauges and counters) and appends one spool line per series to
+`metrics-engine.jsonl`, stamped on the requests' clock (`perf_counter_ns`, CLOCK_MONOTONIC)
+and the wall clock; the ingest stores them in `engine_samples`. A target without
+`/metrics` is one notice.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.error
@@ -20,32 +17,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from profilers.prometheus import parse
 from servelab.spoolfile import LineWriter
 
 PERIOD_S = 1.0
-MAX_SERIES = 400  # per scrape: a target with thousands of series still costs little
-ENGINE_PREFIXES = ("vllm:", "sglang:")
-SKIP_PREFIXES = ("python_", "process_")
 
 
 def metrics_file(producer: str = "engine") -> str:
     return f"metrics-{producer}.jsonl"
-
-
-def parse(text: str) -> list[tuple[str, str, float]]:
-    """(name, labels as JSON, value) of the series worth keeping in one /metrics text."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    rows = []
-    for family in text_string_to_metric_families(text):
-        if family.type not in ("gauge", "counter", "histogram", "summary", "unknown"):
-            continue
-        for s in family.samples:
-            if s.name.endswith("_bucket") or s.name.endswith("_created") or s.name.startswith(SKIP_PREFIXES):
-                continue
-            rows.append((s.name, json.dumps(dict(sorted(s.labels.items()))), float(s.value)))
-    ours = [r for r in rows if r[0].startswith(ENGINE_PREFIXES)]
-    return (ours or rows)[:MAX_SERIES]
 
 
 class Scraper:
@@ -60,9 +39,9 @@ class Scraper:
         self.thread = threading.Thread(target=self._run, name="servelab-metrics", daemon=True)
 
     def start(self) -> None:
-        try:
-            import prometheus_client.parser  # noqa: F401 - the parser is an optional package
-        except ImportError:
+        from profilers.prometheus import available
+
+        if not available():
             self.note("engine telemetry off: it needs prometheus-client (pip install prometheus-client)")
             return
         self.thread.start()
