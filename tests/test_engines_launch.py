@@ -105,13 +105,19 @@ def test_an_engine_never_ready_times_out_and_is_stopped(cli, tmp_path):
     assert gone(int(pidfile.read_text()), 20)
 
 
+# An engine that forks its server (as vLLM forks its engine core): `sh` stays the leader.
+FORKING = "sh -c '{bin}servelab serve --calibration --port {port} & echo $! > {pidfile}; wait'"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killing_servelab_stops_its_engine(cli, tmp_path, sig):
-    """kill -9 (the guard's PR_SET_PDEATHSIG) and Ctrl-C (the teardown) both stop the engine."""
+    """kill -9 (the guard's PR_SET_PDEATHSIG) and Ctrl-C (the teardown) both stop the engine,
+    its forked child included (the guard signals the engine's whole process group)."""
     err = open(tmp_path / "cli.err", "w")
+    args = FORKING.replace("{pidfile}", str(tmp_path / "engine.pid"))
     with err:
         proc = cli.popen(["run", "--engine", "command", "--engine-python", PY, "--engine-args",
-                          engine_args(tmp_path), *LOAD, "--duration", "60", "--store", "s.duckdb"],
+                          args, *LOAD, "--duration", "60", "--store", "s.duckdb"],
                          stdout=err, stderr=err)
     deadline = time.monotonic() + 60  # until the load is on: its first spooled requests
     while not list(tmp_path.glob("s.duckdb.spool/*/step-0/requests-*.jsonl")):
