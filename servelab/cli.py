@@ -226,6 +226,8 @@ def main() -> None:
         if not _is_user_error(exc):
             raise
         print(f"servelab: error: {_one_line(exc)}", file=sys.stderr)
+        if getattr(exc, "detail", None):
+            print(exc.detail, file=sys.stderr)  # type: ignore[attr-defined]
         sys.exit(2)
 
 

@@ -39,7 +39,7 @@ def known(k: int = 2, **over) -> dict:
 @pytest.mark.parametrize("change, message", [
     ({"setups": {"a": {"server": {"batchin": "none"}}}}, "unknown key 'setups.a.server.batchin'"),
     ({"surprise": 1}, "unknown key 'surprise'"),
-    ({"setups": {"a": {}}}, "setups.a: give either server"),
+    ({"setups": {"a": {}}}, "setups.a: give one of server"),
     ({"search": {"kind": "capacity", "low": 8, "high": 2}}, "search low (8) must be below high (2)"),
     ({"workload": {"rate": 3}}, "'rate' is set by the sweep itself"),
     ({"workload": {"max_tokns": 3}}, "workload: unknown key 'max_tokns'"),
