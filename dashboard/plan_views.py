@@ -19,11 +19,16 @@ MIX_COLOR, FIXED_COLOR, AUTO_COLOR = "#2ca02c", "#1f77b4", "#ff7f0e"
 
 
 def _x(plan: dict[str, Any], n: int) -> tuple[list[float], str]:
-    """Interval starts, in hours (hourly profile) or minutes (per-minute profile)."""
+    """Interval edges (n + 1), in hours (hourly profile) or minutes (per-minute profile)."""
     b = plan["bucket_s"]
     if b >= 3600:
-        return [k * b / 3600 for k in range(n)], "hour of the profile"
-    return [k * b / 60 for k in range(n)], "minute of the profile"
+        return [k * b / 3600 for k in range(n + 1)], "hour of the profile"
+    return [k * b / 60 for k in range(n + 1)], "minute of the profile"
+
+
+def _steps(values: list) -> list:
+    """A step line's y: each interval's value, the last repeated to close its interval."""
+    return [*values, values[-1]]
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
@@ -36,12 +41,10 @@ def traffic_figure(plan: dict[str, Any]) -> go.Figure:
     """The traffic over the profile, and what 1..N replicas hold within the SLO (planning capacity)."""
     rates = plan["traffic"]["rates_req_s"]
     x, label = _x(plan, len(rates))
-    fig = go.Figure(go.Scatter(x=x, y=rates, mode="lines+markers" if len(rates) < 3 else "lines",
-                               line_shape="hv", name="traffic (req/s)"))
+    fig = go.Figure(go.Scatter(x=x, y=_steps(rates), mode="lines", line_shape="hv", name="traffic (req/s)"))
     cap, peak = plan["planning_capacity_req_s"], plan["replicas_peak"]
-    end = x[-1] + (x[1] - x[0] if len(x) > 1 else 1.0)
     for k in range(max(1, peak - MAX_CAPACITY_LINES + 1), peak + 1):
-        fig.add_trace(go.Scatter(x=[x[0], end], y=[k * cap, k * cap], mode="lines", name=f"{k} replica(s)",
+        fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[k * cap, k * cap], mode="lines", name=f"{k} replica(s)",
                                  line=dict(dash="dot", width=1)))
     return _layout(fig, f"Traffic and the capacity of 1..{peak} replicas of {plan['setup']}", label, "req/s")
 
@@ -50,8 +53,8 @@ def replicas_figure(plan: dict[str, Any]) -> go.Figure:
     """Replicas needed per interval, and those an autoscaler with the scale-up delay keeps."""
     need, auto = plan["replicas_by_bucket"], plan["replicas_autoscaled"]
     x, label = _x(plan, len(need))
-    fig = go.Figure([go.Scatter(x=x, y=need, line_shape="hv", name="needed"),
-                     go.Scatter(x=x, y=auto, line_shape="hv", name=f"autoscaled (starts "
+    fig = go.Figure([go.Scatter(x=x, y=_steps(need), line_shape="hv", name="needed"),
+                     go.Scatter(x=x, y=_steps(auto), line_shape="hv", name=f"autoscaled (starts "
                                 f"{plan['scale_up_delay_s']:g} s ahead)", line=dict(dash="dash")),
                      go.Scatter(x=[x[0], x[-1]], y=[plan["replicas_peak"]] * 2, name="fixed fleet",
                                 mode="lines", line=dict(dash="dot"))])

@@ -6,6 +6,7 @@ files (the Azure trace in data/, a CSV written here), real output files.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -100,3 +101,25 @@ def test_validate_a_url_setup_says_why_not(cli, tmp_path):
     res = cli("plan", "--from-json", "sweep.json", "--traffic", "6", "--validate", "--out", "out")
     assert res.returncode == 0, res.stderr
     assert "validation: setup remote is a URL target" in res.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("haproxy") and not Path("/usr/sbin/haproxy").exists(),
+                    reason="haproxy is not installed: apt-get install haproxy")
+def test_validate_replays_the_peak_at_the_planned_count_and_one_fewer(cli, tmp_path):
+    """A real replay: the tiny built-in server behind HAProxy at 2 replicas, then at 1."""
+    tiny = {**setup("tiny", [3.0, 3.2], (2.9, 3.3), price=0.1), "server": {"model": "tiny", "batching": "none"}}
+    result = {**sweep(tiny, slo="ttft_p99<=2000ms"), "workload": {"max_tokens": 8, "prompt_tokens": 32}}
+    (tmp_path / "sweep.json").write_text(json.dumps(result))
+    res = cli("plan", "--from-json", "sweep.json", "--traffic", "5", "--validate", "--validate-duration", "6",
+              "--store", "v.duckdb", "--out", "out", "--json", timeout=240)
+    assert res.returncode == 0, res.stderr
+    v = last_json(res.stdout)["validation"]
+    assert v["status"] == "run" and v["replayed"] == {"arrivals": "poisson", "offered_req_s": 5.0}
+    runs = [v["at_plan"], v["one_fewer"]]
+    assert [r["replicas"] for r in runs] == [2, 1] and runs[0]["run_id"] != runs[1]["run_id"]
+    assert all(0 <= r["slo_attainment"] <= 1 and r["req_s"] > 0 for r in runs)
+    assert v["verdict"].startswith(("holds", "fails"))
+    assert v["verdict"] in (Path(cli.cwd) / "out" / "plan.md").read_text()
+    shown = json.loads(cli("summary", runs[0]["run_id"], "--store", "v.duckdb", "--json").stdout)
+    assert shown["slo_attainment"] == pytest.approx(runs[0]["slo_attainment"])
