@@ -7,6 +7,7 @@ in `--out DIR`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated
 
@@ -75,9 +76,11 @@ def _validate(sweep: dict, result: dict, flow, store: str, duration: float) -> d
 
     err = stderr_console()
 
+    @contextlib.contextmanager
     def on_run(replicas: int, seconds: float):
         err.print(f"validation: {result['setup']} at {replicas} replica(s), {seconds:g} s of the peak")
-        return RunProgress(err, seconds, f"{replicas} replica(s)").update
+        with RunProgress(err, seconds, f"{replicas} replica(s)") as bar:
+            yield bar.update
 
     return validate(sweep, result, flow, store, duration, on_run)
 

@@ -12,8 +12,9 @@ the SLO is met at N; it should be missed at N - 1 (else the plan has more than i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ContextManager
 
 from servelab.plan_traffic import Traffic
 
@@ -59,10 +60,10 @@ def _one(cfg_fields: dict, store: str, on_progress: Callable | None) -> dict[str
 
 
 def validate(sweep: dict, plan: dict, traffic: Traffic, store: str, duration_s: float = DEFAULT_DURATION_S,
-             on_run: Callable[[int, float], Any] | None = None) -> dict[str, Any]:
+             on_run: Callable[[int, float], ContextManager[Callable | None]] | None = None) -> dict[str, Any]:
     """The "validation" object: both runs' SLO attainment and the verdict, or why it was not run.
 
-    `on_run(replicas, duration_s)` is called before each run and may return a progress callback.
+    `on_run(replicas, duration_s)` is entered around each run and gives its progress callback.
     """
     from analysis.plan import validation_verdict
 
@@ -81,8 +82,8 @@ def validate(sweep: dict, plan: dict, traffic: Traffic, store: str, duration_s: 
         server = {**(setup.get("server") or {}), "replicas": replicas}
         fields = {"target": "builtin", "label": f"plan-validate/{setup['name']} {replicas} replica(s)",
                   "load": load, "server": server, "slo": _terms(slo)}
-        progress = on_run(replicas, duration_s) if on_run else None
-        runs.append(_one(fields, store, progress))
+        with (on_run(replicas, duration_s) if on_run else contextlib.nullcontext()) as progress:
+            runs.append(_one(fields, store, progress))
     at_plan, fewer = runs[0], (runs[1] if len(runs) > 1 else None)
     return {"status": "run", "duration_s": duration_s, "replayed": replayed, "slo": slo,
             "at_plan": at_plan, "one_fewer": fewer,
