@@ -80,12 +80,9 @@ def test_azure_trace_plan_per_minute_with_its_length_mix(cli, store):
 @pytest.mark.parametrize("args, says", [
     (["s-unknown", "--traffic", "5"], "s-unknown"),
     ([dfx.SWEEP_ID, "--traffic", "fast"], "not a rate"),
-    ([dfx.SWEEP_ID, "--traffic", "-3"], "above 0"),
     ([dfx.SWEEP_ID, "--traffic", "empty.csv"], "no rates"),
     ([dfx.SWEEP_ID, "--traffic", "bad.csv"], "not a rate"),
     ([dfx.SWEEP_ID, "--traffic", "5", "--growth", "lots"], "--growth"),
-    ([dfx.SWEEP_ID, "--traffic", "5", "--setup", "nope"], "--setup"),
-    ([dfx.SWEEP_ID, "--traffic", "5", "--pricing", "cheap"], "--pricing"),
 ])
 def test_bad_input_is_one_line_exit_2(cli, store, tmp_path, args, says):
     (tmp_path / "empty.csv").write_text("hour,req_s\n")
@@ -111,7 +108,7 @@ def test_validate_replays_the_peak_at_the_planned_count_and_one_fewer(cli, tmp_p
     tiny = {**setup("tiny", [3.0, 3.2], (2.9, 3.3), price=0.1), "server": {"model": "tiny", "batching": "none"}}
     result = {**sweep(tiny, slo="ttft_p99<=2000ms"), "workload": {"max_tokens": 8, "prompt_tokens": 32}}
     (tmp_path / "sweep.json").write_text(json.dumps(result))
-    res = cli("plan", "--from-json", "sweep.json", "--traffic", "5", "--validate", "--validate-duration", "6",
+    res = cli("plan", "--from-json", "sweep.json", "--traffic", "5", "--validate", "--validate-duration", "4",
               "--store", "v.duckdb", "--out", "out", "--json", timeout=240)
     assert res.returncode == 0, res.stderr
     v = last_json(res.stdout)["validation"]
