@@ -50,11 +50,14 @@ def plan(
     A trace, validated: servelab plan SWEEP_ID --traffic data/traces/AzureLLMInferenceTrace_conv.csv
     --traffic-scale 0.25 --price-per-hour local-cpu=0.10 --validate --out plan/
     """
+    from servelab import extras
     from servelab.errors import UserError
     from servelab.plan import make_plan, prices_by_setup
     from servelab.plan_report import write
     from servelab.plan_traffic import read_traffic
 
+    if extras.missing("dashboard"):  # the report's charts are plotly figures (dashboard/plan_views.py)
+        raise UserError("the plan's HTML report needs the dashboard extra: pip install 'servelab[dashboard]'")
     if validate_duration <= 0 or scale_up_delay < 0:
         raise UserError("--validate-duration must be above 0 and --scale-up-delay at least 0 seconds")
     sweep = load_sweep(sweep_id, from_json, store)
