@@ -61,7 +61,7 @@ def densest_window(t_s: Sequence[float], start: float, end: float, width: float)
     return best
 
 
-def parse_growth(text: str | None) -> dict[str, float] | None:
+def parse_growth(text: str | None) -> dict[str, Any] | None:
     """`20%/quarter` -> {"rate": 0.2, "period_months": 3.0}; None for no growth; ValueError if bad."""
     if not text:
         return None
@@ -122,17 +122,17 @@ def reserved_mix(auto: Sequence[int], reserved: float | None, flexible: float | 
     if reserved is None or flexible is None:
         return {"usd": None, "base": None, "missing": "no reserved price" if reserved is None else "no flexible price"}
     n = len(auto)
-    best = None
+    best: dict[str, Any] = {}
     for base in range(max(auto) + 1):
         peaks = sum(max(0, a - base) for a in auto) / n
         usd = (base * reserved + peaks * flexible) * HOURS_PER_MONTH
-        if best is None or usd < best["usd"] - 1e-9:  # ties keep the smaller commitment
+        if not best or usd < best["usd"] - 1e-9:  # ties keep the smaller commitment
             best = {"usd": usd, "base": base, "mean_flexible_replicas": peaks}
     return best
 
 
 def growth_horizon(peak: float, capacity: float, replicas: int, headroom: float,
-                   growth: Mapping[str, float] | None) -> dict[str, Any] | None:
+                   growth: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """When the fleet sized for today's peak runs out as traffic grows.
 
     Formulas: traffic(t) = peak * (1 + g)^(t / period); headroom used up when traffic(t) *
@@ -184,7 +184,7 @@ def by_hour(values: Sequence[int], bucket_s: float) -> list[int]:
 
 def plan_setup(setup: Mapping[str, Any], rates: Sequence[float], bucket_s: float,
                prices: Mapping[str, Mapping[str, Any] | None], pricing: str, headroom: float,
-               growth: Mapping[str, float] | None = None, delay_s: float = SCALE_UP_DELAY_S,
+               growth: Mapping[str, Any] | None = None, delay_s: float = SCALE_UP_DELAY_S,
                spot_overhead: float = 0.05, traffic_mix: Mapping[str, float | None] | None = None) -> dict[str, Any]:
     """The plan of one setup for a rate profile; {"setup", "reason"} when it cannot serve."""
     if not rates or any(r < 0 or not math.isfinite(r) for r in rates):

@@ -46,8 +46,11 @@ def choose_setup(sweep: dict, wanted: str | None, peak: float, prices: dict, pri
     rec = recommend(sweep, peak, {n: p[pricing] for n, p in prices.items()}, headroom=headroom)
     if rec["setup"] is not None:
         return rec["setup"], f"the recommendation at the peak ({peak:.4g} req/s, {pricing})"
-    caps = {str(s["name"]): planning_capacity(s)[0] for s in sweep.get("setups") or []}
-    caps = {n: c for n, c in caps.items() if c}
+    caps: dict[str, float] = {}
+    for s in sweep.get("setups") or []:
+        cap = planning_capacity(s)[0]
+        if cap:
+            caps[str(s["name"])] = cap
     if not caps:
         raise UserError(f"no setup of sweep {sweep.get('sweep_id')} met the SLO at any load: nothing to plan with")
     best = max(caps, key=lambda n: caps[n])

@@ -31,7 +31,7 @@ class Traffic:
     rates: list[float]  # req/s per interval
     bucket_s: float
     scale: float = 1.0
-    mix: dict[str, float] | None = None  # mean prompt/output tokens per request, when known
+    mix: dict[str, Any] | None = None  # mean prompt/output tokens per request, when known
     trace_t_s: Any = field(default=None, repr=False)  # trace arrival seconds (numpy), for the replay
 
     def describe(self) -> str:
@@ -105,7 +105,7 @@ def _trace(path: Path, scale: float, workload: dict[str, Any]) -> Traffic:
     span = float(trace.t_s[-1]) / scale
     bucket = 3600.0 if span >= HOURLY_TRACE_MIN_S else 60.0
     # rates of the scaled trace: arrival times divided by the scale, as a replay would send them
-    rates = bucket_rates(trace.t_s / scale, bucket)
+    rates = bucket_rates((trace.t_s / scale).tolist(), bucket)
     max_context, out_cap = int(workload.get("max_context") or 2048), workload.get("output_cap")
     capped = [cap(int(p), int(o), max_context, out_cap)[:2] for p, o in zip(trace.prompt, trace.output)]
     mix = {"prompt_tokens_per_req": sum(p for p, _ in capped) / len(capped),
