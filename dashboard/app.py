@@ -20,6 +20,7 @@ page = st.navigation(
         st.Page(PAGES / "levers.py", title="Levers", url_path="levers"),
         st.Page(PAGES / "recommend.py", title="Recommend", url_path="recommend"),
         st.Page(PAGES / "prices.py", title="Hardware and prices", url_path="prices"),
+        st.Page(PAGES / "plan.py", title="Capacity plan", url_path="plan"),
     ]
 )
 page.run()

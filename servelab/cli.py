@@ -216,6 +216,7 @@ def demo(
 
 # recommend, frontier and fidelity (registered here so `--help` lists them after the run commands)
 from servelab import cli_cost  # noqa: E402, F401
+from servelab import cli_plan  # noqa: E402, F401  (registers `plan`)
 
 
 def main() -> None:

@@ -37,10 +37,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 RUNS_VIEWPORT = {"width": 1400, "height": 700}
 RUN_VIEWPORT = {"width": 1400, "height": 2000}  # tall: Streamlit scrolls inside its own container
 WAIT_MS = 60_000
-NAV = ["Runs", "Run", "Sweeps", "Frontier", "Levers", "Recommend", "Hardware and prices"]
+NAV = ["Runs", "Run", "Sweeps", "Frontier", "Levers", "Recommend", "Hardware and prices", "Capacity plan"]
 # url path -> (heading, plotly charts the page draws over the fixture sweep)
 SWEEP_PAGES = {"sweeps": ("Sweeps", 3), "frontier": ("Frontier", 1), "levers": ("Levers", 1),
-               "recommend": ("Recommend", 1), "prices": ("Hardware and prices", 0)}
+               "recommend": ("Recommend", 1), "prices": ("Hardware and prices", 0), "plan": ("Capacity plan", 3)}
 
 pytestmark = [
     pytest.mark.slow,
