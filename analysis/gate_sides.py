@@ -21,20 +21,47 @@ class SideError(ValueError):
 
 EXIT_CODES = {"no change": 0, "regressed": 1, "inconclusive": 3}
 # Load fields that do not change what the target is asked to do.
-_LOAD_IGNORED = ("api_key_env", "timeout_s", "drain_s")
+# The seed too: another seed is another sample of the same load (a sweep's repeats each have
+# their own), so stored repeats with different seeds gate against each other.
+_LOAD_IGNORED = ("api_key_env", "timeout_s", "drain_s", "seed")
 _LOAD_PATHS = ("trace_path", "dataset_path", "paraphrase_path")
 
 
+def _sweep_match(rows: list[Mapping[str, Any]], token: str) -> list[str]:
+    """Runs of a sweep: `SWEEP_ID`, `SWEEP_ID:SETUP` or `SWEEP_ID:SETUP@LOAD` (LOAD: the
+    point's rate in req/s, or its users for a closed-loop grid)."""
+    sweep, _, rest = token.partition(":")
+    setup, _, load = rest.partition("@")
+    runs = [r for r in rows if r.get("sweep_id") == sweep]
+    if not runs:
+        return []
+    if setup:
+        runs = [r for r in runs if r.get("setup") == setup]
+        if not runs:
+            names = sorted({r.get("setup") or "" for r in rows if r.get("sweep_id") == sweep})
+            raise SideError(f"sweep {sweep} has no setup {setup!r} (its setups: {', '.join(names)})")
+    if load:
+        try:
+            want = float(load)
+        except ValueError:
+            raise SideError(f"{token!r}: the load after '@' must be a number (req/s, or users)") from None
+        runs = [r for r in runs if want in (r.get("rate"), r.get("users"))]
+        if not runs:
+            raise SideError(f"sweep {sweep} has no point at load {load} for setup {setup or '(any)'}")
+    return [r["run_id"] for r in runs]
+
+
 def ids_named(runs: Iterable[Mapping[str, Any]], text: str, store: str) -> list[str]:
-    """Run ids for comma-separated run ids and labels among `runs` (rows of the run listing),
-    in the order given, oldest first within a label; SideError names a token that matches none."""
+    """Run ids for comma-separated run ids, labels and sweep points (`SWEEP_ID[:SETUP[@LOAD]]`)
+    among `runs` (rows of the run listing), in the order given, oldest first within a label;
+    SideError names a token that matches none."""
     rows = sorted(runs, key=lambda r: (r["created_at"] or "", r["run_id"]))
     ids: list[str] = []
     for token in (t.strip() for t in text.split(",") if t.strip()):
         found = [r["run_id"] for r in rows if r["run_id"] == token] or \
-                [r["run_id"] for r in rows if r["label"] == token]
+                [r["run_id"] for r in rows if r["label"] == token] or _sweep_match(rows, token)
         if not found:
-            raise SideError(f"no run or label {token!r} in {store}")
+            raise SideError(f"no run, label or sweep {token!r} in {store}")
         ids += [i for i in found if i not in ids]
     if not ids:
         raise SideError(f"no runs named in {text!r}")

@@ -12,10 +12,12 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from analysis.engine_metrics import engine_metrics
 from analysis.hardware import profiler_windows
 from analysis.summary import SloArg, summarize_run
 
 TOP_OPERATORS = 10
+SETUP_KEYS = ("engine", "engine_version", "model", "dtype", "hardware")  # the run row's setup columns
 
 
 class StoredRun(Protocol):
@@ -42,5 +44,7 @@ def run_report(data: StoredRun, slo: SloArg = None) -> dict[str, Any]:
     """The summary object of `servelab summary --json`; `slo` None judges by the run's own SLO."""
     summary = summarize_run(data.run, data.steps, data.requests, slo, data.samples)
     summary["operators"] = top_operators(data.operators)
+    summary["setup"] = {k: data.run.get(k) for k in SETUP_KEYS}
+    summary["engine_metrics"] = engine_metrics(getattr(data, "engine_samples", None))
     summary["profiler_windows"] = profiler_windows(data.operators, data.steps, data.requests)
     return summary

@@ -47,9 +47,10 @@ def setup_result(name: str, setup: Mapping[str, Any], points: Sequence[Mapping[s
     unit = "users" if closed_loop else "req/s"
     return {
         "name": name,
-        "kind": "builtin" if setup.get("server") is not None else "url",
+        "kind": "builtin" if setup.get("server") is not None else "engine" if setup.get("engine") else "url",
         "server": setup.get("server"),
         "target": setup.get("target"),
+        "engine": setup.get("engine"),
         "hardware": setup.get("hardware"),
         "price_per_hour": setup.get("price_per_hour"),
         "capacity_req_s": cap["req_s"],

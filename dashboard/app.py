@@ -23,6 +23,7 @@ page = st.navigation(
         st.Page(PAGES / "compare.py", title="Compare", url_path="compare"),
         st.Page(PAGES / "gate.py", title="Gate", url_path="gate"),
         st.Page(PAGES / "live.py", title="Live", url_path="live"),
+        st.Page(PAGES / "plan.py", title="Capacity plan", url_path="plan"),
     ]
 )
 page.run()

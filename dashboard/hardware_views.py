@@ -94,3 +94,25 @@ def operators_table(ops: list[dict]) -> pd.DataFrame:
                         "cuda_total_us")
             if c in df]
     return df[keep]
+
+
+def engine_table(rows: list[dict]) -> pd.DataFrame:
+    """The engine's own metrics over the run (analysis/engine_metrics.py), its key series
+    first (requests running and waiting, KV cache, prefix cache, preemptions)."""
+    ordered = sorted(rows, key=lambda r: (not r.get("key"), r["kind"] != "gauge", r["name"], r["labels"]))
+    return pd.DataFrame([{"series": r["name"], "labels": r["labels"], "kind": r["kind"], "mean": r["mean"],
+                          "max": r["max"], "last": r["last"], "growth": r["delta"]} for r in ordered])
+
+
+def engine_over_time(samples: pd.DataFrame, names: list[str]) -> go.Figure:
+    """The key gauges over the run, seconds since the first scrape."""
+    fig = go.Figure()
+    if samples.empty:
+        return fig
+    t0 = float(samples["t_ns"].min())
+    for name in names:
+        s = samples[samples["name"] == name].groupby("t_ns")["value"].sum()
+        fig.add_trace(go.Scatter(x=(s.index.to_numpy(dtype=float) - t0) / 1e9, y=s.to_numpy(), name=name,
+                                 mode="lines+markers"))
+    fig.update_layout(xaxis_title="time since the first scrape (s)", height=300, margin={"t": 20})
+    return fig

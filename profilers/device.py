@@ -164,6 +164,18 @@ def nvml_count(nvml: Any = None) -> int:
         return 0
 
 
+def gpu_names(nvml: Any = None) -> list[str]:
+    """The names of the GPUs NVML sees, in index order ([] when it is absent or fails)."""
+    try:
+        module = nvml if nvml is not None else _nvml_module()
+        module.nvmlInit()
+        names = [module.nvmlDeviceGetName(module.nvmlDeviceGetHandleByIndex(i))
+                 for i in range(module.nvmlDeviceGetCount())]
+    except Exception:  # noqa: BLE001 - absent library, no driver: no GPU
+        return []
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
 def nvml_devices(nvml: Any, indices: list[int] | None, pid: int | None) -> list[NvmlDevice]:
     """NvmlDevice per index (all when None); NoGpuError / DeviceError with one line."""
     try:

@@ -216,6 +216,7 @@ def demo(
 
 # recommend, frontier and fidelity (registered here so `--help` lists them after the run commands)
 from servelab import cli_cost  # noqa: E402, F401
+from servelab import cli_plan  # noqa: E402, F401  (registers `plan`)
 
 
 def main() -> None:
@@ -226,6 +227,8 @@ def main() -> None:
         if not _is_user_error(exc):
             raise
         print(f"servelab: error: {_one_line(exc)}", file=sys.stderr)
+        if getattr(exc, "detail", None):
+            print(exc.detail, file=sys.stderr)  # type: ignore[attr-defined]
         sys.exit(2)
 
 

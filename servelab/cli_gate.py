@@ -15,8 +15,8 @@ import typer
 
 from servelab.cli_common import DEFAULT_STORE, JsonOpt, StoreOpt, app, stderr_console, stdout_console
 
-SIDE_HELP = ("a URL or 'builtin' to measure now, or stored runs: run ids or labels (comma-separated) "
-             "in --store, or a folder written by `servelab export`")
+SIDE_HELP = ("a URL or 'builtin' to measure now, or stored runs: run ids, labels or sweep points "
+             "SWEEP_ID:SETUP@LOAD (comma-separated) in --store, or a folder written by `servelab export`")
 LOAD_FLAGS = ("users", "rate", "arrival", "duration", "warmup", "max_tokens", "prompt_tokens",
               "max_requests", "think_time", "endpoint", "api", "workload", "dataset", "seed")
 

@@ -116,11 +116,15 @@ def run(ctx: typer.Context, config: ConfigOpt = None, store: StoreOpt = DEFAULT_
 
     Your own server: servelab run --target http://127.0.0.1:8000 --served-model Qwen/Qwen2.5-0.5B-Instruct
     --endpoint chat --rate 2 --duration 30
+
+    An engine started for the run: servelab run --engine vllm --engine-python ~/vllm-env/bin/python
+    --engine-args "--model Qwen/Qwen2.5-0.5B-Instruct --dtype bfloat16" --rate 2 --duration 30
     """
     from servelab.target_flags import refuse_builtin_flags
 
     cfg = run_config(ctx, config, values)
-    refuse_builtin_flags(ctx, cfg.target)
+    _check_engine(cfg)
+    refuse_builtin_flags(ctx, f"--engine {cfg.engine}" if cfg.engine else cfg.target)
     if fail_on_slo and not cfg.slo:
         from servelab.errors import UserError
 
@@ -136,6 +140,17 @@ def run(ctx: typer.Context, config: ConfigOpt = None, store: StoreOpt = DEFAULT_
         print_summary(stdout_console(), summary)
     if fail_on_slo and summary.get("slo_met") is not True:
         raise typer.Exit(1)  # missed, or nothing measured to judge it by
+
+
+def _check_engine(cfg) -> None:
+    """An engine and a URL target are two ways to name the target: one line if both are given."""
+    from servelab.errors import UserError
+
+    if cfg.engine and cfg.target != "builtin":
+        raise UserError("give either --target URL (a server already running) or --engine (started for the run)")
+    if not cfg.engine and (cfg.engine_args or cfg.engine_python):
+        raise UserError("--engine-args and --engine-python need --engine (vllm, sglang, llamacpp, tgi, "
+                        "transformers or command)")
 
 
 def _execute(cfg, store: str, quiet: bool) -> dict:

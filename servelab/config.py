@@ -350,6 +350,16 @@ class RunConfig(_Model):
     locust_master: bool = Field(False, description="run the workers under a Locust master")
     remote_workers: int = Field(0, ge=0, le=1024, description="workers expected from other machines")
     master_bind: str = Field("127.0.0.1:0", description="HOST[:PORT] the master listens on (0: any free port)")
+    # An engine launched for the run (servelab/engines.py): started on a free local port,
+    # measured like a URL target, stopped after. Its own environment: engine_python.
+    engine: Literal["vllm", "sglang", "llamacpp", "tgi", "transformers", "command"] | None = Field(
+        None, description="launch this engine for the run (command: any command line with {port})")
+    engine_args: str = Field("", description="the engine's own arguments, e.g. \"--model /m --dtype float32\" "
+                             "(command: the whole command line)")
+    engine_python: str | None = Field(None, description="the Python that runs the engine (its own venv); "
+                                      "its bin/ holds the engine's console scripts")
+    engine_ready_timeout_s: float = Field(600.0, gt=0, le=24 * 3600, description="seconds to wait for "
+                                          "the engine to answer /health or /v1/models")
 
     @model_validator(mode="after")
     def _workers_fit(self) -> RunConfig:

@@ -1,8 +1,8 @@
 """`servelab gate`'s orchestration: resolve both sides, measure what must be measured now
 (interleaved), read every repeat's summary, and hand the numbers to analysis/gate.py.
 
-A side is either stored runs (run ids and labels in the store, comma-separated, or a
-Parquet export folder from `servelab export`, read through a temporary store) or a target
+A side is either stored runs (run ids, labels and sweep points `SWEEP_ID[:SETUP[@LOAD]]` in
+the store, comma-separated, or a Parquet export folder from `servelab export`, read through a temporary store) or a target
 to measure now (an OpenAI-compatible URL, or `builtin`). Both sides must have run the same
 load; a measured-now side runs the load given by the flags, or, when no load flag was
 given, the stored side's load. When both are measured now their repeats alternate
@@ -40,7 +40,7 @@ def _is_url(text: str) -> bool:
 
 
 def _stored_ids(store: str, text: str) -> list[str]:
-    """Run ids for comma-separated run ids and labels in `store`, in order given."""
+    """Run ids for comma-separated run ids, labels and sweep points in `store`, in order given."""
     from store import ingest, queries
 
     if not Path(store).is_file():

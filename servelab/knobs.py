@@ -48,7 +48,7 @@ FLAG_NAMES = {
     ("server", "max_context"): "server_max_context",
     ("profile", "enabled"): "profilers", ("profile", "gpu"): "gpu_sampling",
     ("profile", "torch_profile_s"): "torch_profile", ("profile", "torch_profile_at_s"): "torch_profile_at",
-    ("profile", "device_indices"): "gpu_devices",
+    ("profile", "device_indices"): "gpu_devices", ("run", "engine_ready_timeout_s"): "engine_ready_timeout",
 }
 # In `serve` only server fields exist, so they keep their own names there.
 SERVE_NAMES = {("server", "seed"): "seed", ("server", "max_context"): "max_context"}
@@ -112,7 +112,8 @@ HELP = {
     ("server", "api_keys_file"): "JSON or TOML file of API key -> tier (or set SERVELAB_API_KEYS to that JSON)",
     ("profile", "gpu_hz"): "GPU samples per second (NVML refreshes power about every 100 ms)",
     ("profile", "host_hz"): "host (CPU, RSS) samples per second",
-    ("profile", "torch_profile_s"): "seconds of PyTorch profiler window on the built-in server, after warm-up",
+    ("profile", "torch_profile_s"): "seconds of PyTorch profiler window on the built-in server (or a launched "
+                                    "vLLM/SGLang engine: its /start_profile), after warm-up",
     ("profile", "torch_profile_at_s"): "start of the PyTorch profiler window, seconds into the step "
                                        "(default: when warm-up ends)",
 }
@@ -180,6 +181,8 @@ def knob(section: str, name: str, command: str) -> Knob:
     panel = ("Admission" if name in ADMISSION else None) if command == "serve" else RUN_PANELS[section]
     if command == "run" and key in TARGET_PANEL:
         panel = "Target"
+    if command == "run" and section == "run" and name.startswith("engine"):
+        panel = "Engine"
     default = None if info.default_factory is not None else info.default
     if key == ("load", "headers"):  # repeatable: --header 'K: V' --header 'K2: V2'
         from servelab.target_flags import HEADER_HELP, parse_headers

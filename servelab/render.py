@@ -81,6 +81,9 @@ def summary_tables(s: dict) -> list[Table]:
         if check.get("client_stall_max_ms") is not None:
             head.add_row("client_stall_max_ms", _num(check["client_stall_max_ms"], 3))
     _hardware_rows(head, s.get("hardware"))
+    for key, value in (s.get("setup") or {}).items():
+        if value is not None:
+            head.add_row(key, str(value))
     lat = Table(title="latency (ms)")
     lat.add_column("metric")
     for q in QUANTILES:
@@ -92,7 +95,28 @@ def summary_tables(s: dict) -> list[Table]:
     view = server_table(s.get("server"))
     ops = operators_table(s.get("operators"), s.get("profiler_windows"))
     segs = segments_table(s.get("steps") or [])
-    return [head, lat] + [t for t in (segs, view, ops) if t is not None]
+    eng = engine_table(s.get("engine_metrics"))
+    return [head, lat] + [t for t in (segs, view, ops, eng) if t is not None]
+
+
+ENGINE_ROWS = 16  # the summary's engine table; `summary --json` has every series
+
+
+def engine_table(rows: list[dict] | None) -> Table | None:
+    """The engine's own metrics over the run (/metrics scrapes): gauges by mean/max/last,
+    counters by their growth; the engine's prefixed series first (vllm:, sglang:)."""
+    if not rows:
+        return None
+    ordered = sorted(rows, key=lambda r: (not r.get("key"), ":" not in r["name"], r["kind"] != "gauge", r["name"]))
+    table = Table(title=f"engine metrics (/metrics, {max(r['scrapes'] for r in rows)} scrapes)")
+    for col in ("series", "mean", "max", "last", "growth"):
+        table.add_column(col, justify="left" if col == "series" else "right")
+    for r in ordered[:ENGINE_ROWS]:
+        name = f"{r['name']}{{{r['labels']}}}" if r["labels"] else r["name"]
+        table.add_row(name, _num(r["mean"], 3), _num(r["max"], 3), _num(r["last"], 3), _num(r["delta"], 3))
+    if len(ordered) > ENGINE_ROWS:
+        table.caption = f"{len(ordered) - ENGINE_ROWS} more series in summary --json"
+    return table
 
 
 def _target_rows(head: Table, s: dict) -> None:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from servelab import __version__
 from servelab.config import RunConfig
+from servelab.engines import Engine, hardware, launched
 from servelab.errors import UserError
 from servelab.sampling import StepProbes
+from servelab.telemetry import Scraper
 from servelab.targets import Target, builtin_server, normalize_url
 from servelab.workers import master_address, run_with_master, run_workers, write_specs
 from store import ingest, runs
@@ -38,10 +40,29 @@ def host_info() -> dict:
     }
 
 
-@contextlib.contextmanager
-def open_target(cfg: RunConfig) -> Iterator[Target]:
-    """Yields the run's Target (`.url`, and `.pid` of the built-in server), starting it if asked."""
+def setup_columns(cfg: RunConfig, engine: Engine | None) -> dict:
+    """The run's setup as queryable columns: engine, engine_version, model, dtype, hardware.
+    A URL target's engine and hardware are not known here (None); its model is the name sent."""
+    if engine is not None:
+        info = engine.info
+        return {"engine": info.get("engine"), "engine_version": info.get("engine_version"),
+                "model": info.get("model"), "dtype": info.get("dtype"), "hardware": hardware()}
     if cfg.target == "builtin":
+        sv = cfg.server
+        return {"engine": "builtin", "engine_version": __version__,
+                "model": "calibration" if sv.calibration else sv.model, "dtype": sv.precision,
+                "hardware": hardware()}
+    return {"engine": None, "engine_version": None, "model": cfg.load.served_model, "dtype": None,
+            "hardware": None}
+
+
+@contextlib.contextmanager
+def open_target(cfg: RunConfig, engine: Engine | None = None) -> Iterator[Target]:
+    """Yields the run's Target (`.url`, and `.pid` of the built-in server or of a launched
+    engine, whose CPU and memory the sampler then records), starting the built-in one if asked."""
+    if engine is not None:
+        yield Target(engine.url, engine.pid, (engine.pid,))
+    elif cfg.target == "builtin":
         with builtin_server(cfg.server) as target:
             yield target
     else:
@@ -49,13 +70,20 @@ def open_target(cfg: RunConfig) -> Iterator[Target]:
 
 
 def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = None,
-                sweep_id: str | None = None, setup: str | None = None) -> str:
+                sweep_id: str | None = None, setup: str | None = None, engine: Engine | None = None) -> str:
     """Runs one single-step run and ingests it; returns the run id. A sweep's point passes
-    its sweep id and setup name, stored on the run row.
+    its sweep id and setup name, stored on the run row, and the engine it already started.
 
     The run row is created first (status `running`), so a crash at any later point leaves a
     run that `store.ingest.recover` finds, ingests and marks `interrupted`.
     """
+    if cfg.engine and engine is None:  # started for this run alone, stopped after it
+        note = (lambda text: on_progress({"note": text})) if on_progress else None
+        with launched(cfg.engine, cfg.engine_args, cfg.engine_python, cfg.engine_ready_timeout_s, note,
+                      env=cfg.server.child_env(os.environ)) as started:
+            return execute_run(cfg, store_path, on_progress, sweep_id, setup, started)
+    if engine is not None:  # measured as a URL target: the run's target is the engine's URL
+        cfg = cfg.model_copy(update={"target": engine.url})
     if cfg.target != "builtin":  # a bad URL fails before anything is recorded
         from servelab import served_model
 
@@ -77,8 +105,9 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
     with runs.RunLock(store_path, run_id) as lock:
         runs.create_run(store_path, run_id, config, cfg.target, cfg.label, host_info(),
                         __version__, sweep_id=sweep_id, setup=setup)
+        runs.set_setup(store_path, run_id, setup_columns(cfg, engine))
         try:
-            status = _run_step(cfg, store_path, run_id, 0, lock.fileno(), on_progress)
+            status = _run_step(cfg, store_path, run_id, 0, lock.fileno(), on_progress, engine)
         except UserError as exc:
             error = str(exc)
             raise
@@ -96,7 +125,7 @@ def execute_run(cfg: RunConfig, store_path: str, on_progress: Progress | None = 
 
 
 def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: int,
-              on_progress: Progress | None) -> str:
+              on_progress: Progress | None, engine: Engine | None = None) -> str:
     load = cfg.load
     runs.add_step(store_path, run_id, step, load.mode, load.users if load.mode == "closed" else None,
                   load.rate, load.duration_s, load.warmup)
@@ -107,7 +136,7 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         what = "calibration mode, no model" if sv.calibration else f"{sv.model} model, {sv.device} {sv.precision}"
         on_progress({"note": f"starting the built-in server ({what}"
                              + (f", {n} replicas behind haproxy)" if n > 1 else ")")})
-    with open_target(cfg) as target:
+    with open_target(cfg, engine) as target:
         url = target.url
         base = {"run_id": run_id, "step": step, "target_url": url, "builtin": cfg.target == "builtin",
                 "spool_dir": str(spool), "api_key_env": load.api_key_env}
@@ -116,10 +145,17 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
         profile_url = target.backends[0] if target.backends else url
         probes = StepProbes(cfg.profile, store_path, run_id, step, spool, profile_url, target.pid,
                             load.duration_s, lock_fd, on_progress, warmup_s=load.warmup,
-                            server_roles=target.roles())
+                            server_roles=target.roles(), engine=engine.kind if engine else None)
         results = None
+        scraper = None
+        if cfg.target != "builtin" and cfg.profile.enabled:  # the engine's own /metrics
+            from servelab.served_model import request_headers
+
+            scraper = Scraper(url, spool, probes.note, headers=request_headers(cfg, os.environ))
         try:
             probes.prepare()
+            if scraper:
+                scraper.start()
             if cfg.distributed:
                 spec = Path(spool) / "spec-master.json"
                 spec.write_text(json.dumps({**base, "producer": "master", "load": load.model_dump(mode="json")}))
@@ -132,6 +168,8 @@ def _run_step(cfg: RunConfig, store_path: str, run_id: str, step: int, lock_fd: 
                 results = run_workers(spec_paths, lock_fd, probes.relay, on_spawn=probes.start,
                                       env=worker_env(cfg))
         finally:
+            if scraper:
+                scraper.stop()
             # Only a load that ended by itself gets its torch profile built (seconds of the
             # server's time): after Ctrl-C or a crash the user is not kept waiting for it.
             probes.finish(collect=results is not None)

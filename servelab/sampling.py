@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from servelab.config import SamplerConfig
+from servelab.engine_profile import EngineWindow
 from servelab.procs import spawn, stop
 
 Progress = Callable[[dict], None]
@@ -106,15 +107,16 @@ class StepProbes:
     def __init__(self, cfg: SamplerConfig, store_path: str, run_id: str, step: int, spool: Path,
                  target_url: str, server_pid: int | None, duration_s: float, lock_fd: int,
                  on_progress: Progress | None = None, warmup_s: float = 0.0,
-                 server_roles: dict[str, int] | None = None):
+                 server_roles: dict[str, int] | None = None, engine: str | None = None):
         self.cfg, self.store_path, self.run_id, self.step = cfg, store_path, run_id, step
         self.spool, self.url, self.server_pid = Path(spool), target_url, server_pid
         self.duration_s, self.lock_fd, self.on_progress = duration_s, lock_fd, on_progress
         self.warmup_s = warmup_s
+        self.engine = engine  # a launched engine's kind: vLLM and SGLang have their own window
         # With replicas: every replica (server, server1, ...) and the load balancer (lb).
         self.server_roles = server_roles or {}
         self.proc: subprocess.Popen | None = None
-        self.window: TorchWindow | None = None
+        self.window: TorchWindow | EngineWindow | None = None
         self.pending: list[str] | None = []  # None once the load has started
 
     def note(self, text: str) -> None:
@@ -185,6 +187,9 @@ class StepProbes:
         plan = self._window_plan()
         if plan is None:
             return
+        if self.engine in ("vllm", "sglang"):
+            self.window = EngineWindow(self.url, *plan, self.engine)
+            return
         from store.profiles import trace_path
 
         dest = trace_path(self.store_path, self.run_id, self.step)
@@ -222,6 +227,9 @@ class StepProbes:
             self.note(f"no torch profile for step {self.step}: the step ended before its window began")
             return
         w.thread.join(120)
+        if isinstance(w, EngineWindow):  # the engine wrote its own trace
+            self.note(w.summary())
+            return
         if not collect:
             self.note(f"no torch profile for step {self.step}: the load did not finish")
             return

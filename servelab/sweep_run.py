@@ -10,15 +10,17 @@ Ctrl-C or kill -9 keeps every finished point, and the sweep row says `interrupte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from analysis.capacity import estimate_repeat, next_load
 from analysis.sweep_result import probe_of
 from servelab import __version__
+from servelab.engines import Engine, command_line, launched
 from servelab.errors import UserError
 from servelab.sweep_spec import CapacitySearch, SweepSpec
 from store import ingest
@@ -91,6 +93,11 @@ def preflight(spec: SweepSpec) -> None:
     """Everything that can fail before a sweep row exists: URLs, optional packages, haproxy."""
     check_reachable(spec)
     for name, setup in spec.setups.items():
+        if setup.engine:
+            try:
+                command_line(setup.engine, setup.args, setup.python, 0)
+            except UserError as exc:
+                raise UserError(f"setup {name}: {exc}") from None
         server = setup.server
         if server is None:
             continue
@@ -144,6 +151,7 @@ class SweepRunner:
         self.on_point, self.on_progress = on_point, on_progress
         self.measured = 0
         self.sweep_id: str | None = None  # known once run() has started
+        self.engine: Engine | None = None  # the current setup's, when it is an engine setup
 
     def start(self, resume: str | None) -> str:
         ingest.recover(self.store)
@@ -186,8 +194,26 @@ class SweepRunner:
         for setup in self.spec.setups:
             by_repeat = [[p for p in stored if p["setup"] == setup and p["repeat"] == k]
                          for k in range(self.spec.repeats)]
-            for k in range(self.spec.repeats):
-                self._repeat(sweep_id, setup, k, by_repeat)
+            with self._engine_for(setup) as self.engine:
+                for k in range(self.spec.repeats):
+                    self._repeat(sweep_id, setup, k, by_repeat)
+
+    @contextlib.contextmanager
+    def _engine_for(self, setup: str) -> Iterator[Engine | None]:
+        """An engine setup's engine, started once for all its points (a cold start can take
+        minutes), stopped before the next setup's; None for the other kinds."""
+        s = self.spec.setups[setup]
+        if s.engine is None:
+            yield None
+            return
+        progress = self.on_progress
+
+        def note(text: str) -> None:
+            if progress:
+                progress({"note": f"setup {setup}: {text}"})
+
+        with launched(s.engine, s.args, s.python, s.ready_timeout_s, note) as engine:
+            yield engine
 
     def _repeat(self, sweep_id: str, setup: str, k: int, by_repeat: list[list[dict[str, Any]]]) -> None:
         points = sorted(by_repeat[k], key=lambda p: p["probe"])
@@ -207,7 +233,7 @@ class SweepRunner:
         unit = "users" if self.spec.closed_loop else "req/s"
         label = f"{self.spec.name}/{setup} repeat {repeat} {load:.4g} {unit}"
         cfg = self.spec.run_config(setup, load, repeat, label)
-        run_id = execute_run(cfg, self.store, self.on_progress, sweep_id=sweep_id, setup=setup)
+        run_id = execute_run(cfg, self.store, self.on_progress, sweep_id=sweep_id, setup=setup, engine=self.engine)
         row = point_record(run_summary(self.store, run_id), self.spec, sweep_id, setup, repeat, probe, load)
         store_sweeps.add_point(self.store, row)
         return row["point"]

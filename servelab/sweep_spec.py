@@ -12,6 +12,7 @@ A spec is YAML or JSON (docs: README "Sweeps", example: data/sweeps/levers-tiny.
       base:       {server: {model: small, batching: none}}
       continuous: {server: {model: small, batching: continuous, max_batch_size: 16}}
       url-a:      {target: "http://127.0.0.1:9000", price_per_hour: 1.0}
+      vllm-fp32:  {engine: vllm, args: "--model /models/m --dtype float32", python: /envs/vllm/bin/python}
 
 Every field is checked before anything runs: an unknown key anywhere is one error line
 naming the key and the file (`servelab/cli.py` turns UserError into that line).
@@ -75,26 +76,38 @@ class GridSearch(_Model):
         return sorted(float(x) for x in (self.rates or self.users or []))
 
 
+EngineKind = Literal["vllm", "sglang", "llamacpp", "tgi", "transformers", "command"]
+
+
 class SetupSpec(_Model):
-    """One candidate: the built-in server with these knobs, or a server at a URL."""
+    """One candidate: the built-in server with these knobs, a server at a URL, or an engine
+    that the sweep starts for this setup's points (servelab/engines.py) and stops after."""
 
     server: ServerConfig | None = None
     target: str | None = None
+    engine: EngineKind | None = None
+    args: str = Field("", description="engine: its own arguments (command: the whole line, with {port})")
+    python: str | None = Field(None, description="engine: the Python of its own environment")
+    ready_timeout_s: float = Field(600.0, gt=0, description="engine: seconds to wait until it answers")
     hardware: str | None = Field(None, description="hardware catalog SKU (data/hardware/), for prices")
     price_per_hour: float | None = Field(None, ge=0, description="$ per hour of one replica, overrides the catalog")
 
     @model_validator(mode="after")
     def _one_kind(self) -> SetupSpec:
-        if (self.server is None) == (self.target is None):
-            raise ValueError("give either server (the built-in server's knobs) or target (a URL), not "
-                             + ("both" if self.server is not None else "neither"))
+        given = [k for k in ("server", "target", "engine") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give one of server (the built-in server's knobs), target (a URL) or engine "
+                             "(vllm, sglang, llamacpp, tgi, transformers, command), not "
+                             + (" and ".join(given) if given else "none"))
         if self.target is not None and self.target == "builtin":
             raise ValueError("target names a URL; for the built-in server give server: {...}")
+        if self.engine is None and (self.args or self.python):
+            raise ValueError("args and python are an engine's: give engine too")
         return self
 
     @property
     def kind(self) -> str:
-        return "builtin" if self.server is not None else "url"
+        return "builtin" if self.server is not None else "engine" if self.engine else "url"
 
 
 class SweepSpec(_Model):
@@ -173,7 +186,9 @@ class SweepSpec(_Model):
         """The ordinary run config of one point of one setup."""
         s = self.setups[setup]
         return RunConfig(target=s.target or "builtin", label=label, load=self.load_for(load, repeat),
-                         server=s.server or ServerConfig(), slo=self.slo_terms, profile=self.profile)
+                         server=s.server or ServerConfig(), slo=self.slo_terms, profile=self.profile,
+                         engine=s.engine, engine_args=s.args, engine_python=s.python,
+                         engine_ready_timeout_s=s.ready_timeout_s)
 
 
 def read_spec(path: str | Path) -> SweepSpec:

@@ -21,7 +21,8 @@ def refuse_builtin_flags(ctx, target: str) -> None:
         if getattr(param, "rich_help_panel", None) == BUILTIN_PANEL and given(param.name):
             flag = max(param.opts, key=len)
             hint = "; the model name sent to your server is --served-model" if param.name == "model" else ""
-            raise UserError(f"{flag} configures the built-in server; it has no effect on --target URL{hint}")
+            where = target if target.startswith("--engine") else "--target URL"
+            raise UserError(f"{flag} configures the built-in server; it has no effect on {where}{hint}")
 
 
 HEADER_HELP = "extra request header 'Name: value', repeatable (credential-like values are never stored)"

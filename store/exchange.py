@@ -4,7 +4,8 @@ An export is a folder:
 
     manifest.json          {"format": "servelab-export", "version": 1, "migrations": [...],
                             "runs": [...], "exported_at": ..., "tables": {name: rows}}
-    runs.parquet, steps.parquet, requests.parquet, samples.parquet, operators.parquet
+    runs.parquet, steps.parquet, requests.parquet, samples.parquet, operators.parquet,
+    engine_samples.parquet (from m007_engines on: an older export without it imports too)
     traces/<run_id>-step<k>.json   the torch-profiler traces, when the store kept them
 
 Every table is written by DuckDB's own `COPY ... TO (FORMAT parquet)`, the stored
@@ -31,7 +32,8 @@ from store.schema import MIGRATIONS, StoreError, connect_read, connect_write
 
 FORMAT = "servelab-export"
 VERSION = 1
-TABLES = ("runs", "steps", "requests", "samples", "operators")  # runs first: the others refer to it
+REQUIRED = ("runs", "steps", "requests", "samples", "operators")  # runs first: the others refer to it
+TABLES = (*REQUIRED, "engine_samples")  # written by every export; read when the export has them
 
 
 def _names() -> list[str]:
@@ -104,10 +106,14 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     unknown = [m for m in manifest.get("migrations") or [] if m not in _names()]
     if unknown:
         raise StoreError(f"{folder} was written by a newer servelab (schema {unknown[-1]}); upgrade to import it")
-    for table in TABLES:
+    for table in REQUIRED:
         if not (folder / f"{table}.parquet").is_file():
             raise StoreError(f"{folder} is incomplete: {table}.parquet is missing")
     return manifest
+
+
+def _tables_in(folder: Path) -> tuple[str, ...]:
+    return tuple(t for t in TABLES if t in REQUIRED or (folder / f"{t}.parquet").is_file())
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -120,7 +126,8 @@ def import_runs(store: str | Path, folder: str | Path, replace: bool = False) ->
     """Load an export into `store` (created if missing): {"imported": [...], "skipped": [...]}."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    files = {t: str(folder / f"{t}.parquet").replace("'", "''") for t in TABLES}
+    tables = _tables_in(folder)
+    files = {t: str(folder / f"{t}.parquet").replace("'", "''") for t in tables}
     imported, skipped = [], []
     traces_dir = Path(f"{store}.traces")
     with connect_write(store) as con:
@@ -131,7 +138,7 @@ def import_runs(store: str | Path, folder: str | Path, replace: bool = False) ->
         present = {r[0] for r in con.execute(f"SELECT run_id FROM runs WHERE run_id IN ({_sql_list(ids)})")
                    .fetchall()} if ids else set()
         try:
-            inserts = {t: _insert_sql(con, t, files[t], traces_dir) for t in TABLES}  # checks the columns once
+            inserts = {t: _insert_sql(con, t, files[t], traces_dir) for t in tables}  # checks the columns once
         except duckdb.Error as exc:
             raise StoreError(f"cannot read {folder}: {str(exc).splitlines()[0]}") from None
         for run_id in ids:
@@ -142,7 +149,7 @@ def import_runs(store: str | Path, folder: str | Path, replace: bool = False) ->
             try:
                 for table in TABLES:
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                for table in TABLES:
+                for table in tables:
                     con.execute(inserts[table], [run_id])
                 con.commit()
             except duckdb.Error as exc:

@@ -52,6 +52,7 @@ class Spool:
 
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # by req_id, last wins
     samples: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # engine_samples rows (servelab/telemetry.py)
     meta: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # producer -> events
     producers: set[str] = field(default_factory=set)  # load producers: requests or meta files
     skipped: int = 0
@@ -98,6 +99,10 @@ def read_spool(step_dir: Path) -> Spool:
         elif kind == "meta":
             spool.producers.add(producer)
             spool.meta.setdefault(producer, []).extend(records)
+        elif kind == "metrics":
+            good = [m for m in records if isinstance(m.get("t_ns"), int) and isinstance(m.get("name"), str)]
+            spool.skipped += len(records) - len(good)
+            spool.metrics.extend(good)
         else:
             good = [{"producer": producer, **s} for s in records if isinstance(s.get("t_ns"), int)]
             spool.skipped += len(records) - len(good)
@@ -224,6 +229,7 @@ def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
     con.execute(f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) SELECT * FROM _spool_samples")
     con.unregister("_spool_requests")
     con.unregister("_spool_samples")
+    _write_metrics(con, run_id, step, spool.metrics)
     con.execute("INSERT INTO steps (run_id, step) VALUES (?, ?) ON CONFLICT DO NOTHING", [run_id, step])
     con.execute(
         "UPDATE steps SET t_start_ns = coalesce(?, t_start_ns), t_end_ns = coalesce(?, t_end_ns),"
@@ -240,6 +246,22 @@ def _write_step(con, run_id: str, step: int, spool: Spool) -> dict[str, Any]:
         con.execute("UPDATE runs SET config = json_merge_patch(config, ?) WHERE run_id = ?",
                     [json.dumps({"load": {"ignore_eos": forcing}}), run_id])
     return bounds
+
+
+ENGINE_SAMPLE_COLUMNS: dict[str, pa.DataType] = {"run_id": _STR, "step": _I32, "t_ns": _I64, "wall_ns": _I64,
+                                                 "name": _STR, "labels": _STR, "value": _F64}
+
+
+def _write_metrics(con, run_id: str, step: int, metrics: list[dict[str, Any]]) -> None:
+    """Replace the step's engine_samples (the target's /metrics, scraped during the step)."""
+    con.execute("DELETE FROM engine_samples WHERE run_id = ? AND step = ?", [run_id, step])
+    if not metrics:
+        return
+    n = len(metrics)
+    table = _table(metrics, ENGINE_SAMPLE_COLUMNS, {"run_id": [run_id] * n, "step": [step] * n})
+    con.register("_spool_metrics", table)
+    con.execute(f"INSERT INTO engine_samples ({', '.join(ENGINE_SAMPLE_COLUMNS)}) SELECT * FROM _spool_metrics")
+    con.unregister("_spool_metrics")
 
 
 def ingest_step(path: str | Path, run_id: str, step: int) -> dict[str, Any]:

@@ -18,17 +18,19 @@ from store import profiles, queries
 
 @dataclass(frozen=True)
 class RunData:
-    """A run as stored: its row, steps, requests, hardware samples and top operators."""
+    """A run as stored: its row, steps, requests, hardware samples, top operators and engine metrics."""
 
     run: dict[str, Any]
     steps: list[dict[str, Any]]
     requests: pd.DataFrame
     samples: pd.DataFrame
     operators: list[dict[str, Any]]
+    engine_samples: pd.DataFrame  # the target's /metrics during the run (servelab/telemetry.py)
 
 
 def load_run(path: str | Path, run_id: str) -> RunData:
     """Every stored row of `run_id` (StoreError: no store, not a servelab store, no such run)."""
     return RunData(run=queries.get_run(path, run_id), steps=queries.get_steps(path, run_id),
                    requests=queries.get_requests(path, run_id), samples=profiles.get_samples(path, run_id),
-                   operators=profiles.get_operators(path, run_id))
+                   operators=profiles.get_operators(path, run_id),
+                   engine_samples=profiles.get_engine_samples(path, run_id))

@@ -69,3 +69,10 @@ def get_samples(path: str | Path, run_id: str) -> pd.DataFrame:
         return con.execute(
             f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY step, producer, t_ns",
             [run_id]).df()
+
+
+def get_engine_samples(path: str | Path, run_id: str) -> pd.DataFrame:
+    """The run's engine metrics (table `engine_samples`, migration m007_engines), in time order."""
+    with connect_read(path) as con:
+        return con.execute("SELECT step, t_ns, wall_ns, name, labels, value FROM engine_samples"
+                           " WHERE run_id = ? ORDER BY step, t_ns, name, labels", [run_id]).df()

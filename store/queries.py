@@ -18,7 +18,8 @@ from store.ingest import REQUEST_COLUMNS
 from store.schema import StoreError, connect_read
 
 _RUN_COLUMNS = ("run_id", "status", "created_at", "started_at", "ended_at", "target", "label",
-                "config", "host", "version", "error", "self_check", "sweep_id", "setup")
+                "config", "host", "version", "error", "self_check", "sweep_id", "setup",
+                "engine", "engine_version", "model", "dtype", "hardware")
 _STEP_COLUMNS = ("run_id", "step", "mode", "users", "rate", "duration_s", "warmup_s",
                  "t_start_ns", "t_end_ns", "wall_start_ns", "status", "client_cpu_pct", "scheduled", "capped",
                  "client_stall_max_ms")
@@ -65,6 +66,7 @@ def list_runs(path: str | Path) -> list[dict[str, Any]]:
             "requests": int(row[-2]), "steps": int(row[-1]),
             "mode": load.get("mode"), "users": load.get("users"), "rate": load.get("rate"),
             "arrival": load.get("arrival"), "self_check": _verdict(run["self_check"]),
+            "sweep_id": run["sweep_id"], "setup": run["setup"],
         })
     return runs
 

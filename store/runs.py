@@ -22,7 +22,7 @@ from typing import Any
 
 from store.schema import StoreError, connect_write, utcnow
 
-SPOOL_PATTERNS = ("requests-*.jsonl", "meta-*.jsonl", "samples-*.jsonl")
+SPOOL_PATTERNS = ("requests-*.jsonl", "meta-*.jsonl", "samples-*.jsonl", "metrics-*.jsonl")
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -97,6 +97,16 @@ def create_run(path: str | Path, run_id: str, config: dict[str, Any], target: st
             " sweep_id, setup) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, now, now, target, label, json.dumps(config), json.dumps(host), version, sweep_id, setup],
         )
+
+
+SETUP_COLUMNS = ("engine", "engine_version", "model", "dtype", "hardware")  # migration m007_engines
+
+
+def set_setup(path: str | Path, run_id: str, columns: dict[str, Any]) -> None:
+    """Fill the run's setup columns (SETUP_COLUMNS; missing keys stay NULL)."""
+    with connect_write(path) as con:
+        con.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in SETUP_COLUMNS)} WHERE run_id = ?",
+                    [*(columns.get(c) for c in SETUP_COLUMNS), run_id])
 
 
 def add_step(path: str | Path, run_id: str, step: int, mode: str, users: int | None,

@@ -108,9 +108,21 @@ def _m006_sweeps(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN setup TEXT")
 
 
+def _m007_engines(con: duckdb.DuckDBPyConnection) -> None:
+    """A run's setup as queryable columns (engine, its version, model, dtype, host hardware;
+    servelab/runner.py setup_columns), and the engine's own Prometheus metrics scraped during
+    the run (servelab/telemetry.py): one row per series per scrape, on the requests' clock."""
+    for column in ("engine", "engine_version", "model", "dtype", "hardware"):
+        con.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+    con.execute("""
+        CREATE TABLE engine_samples (
+            run_id TEXT, step INTEGER, t_ns BIGINT, wall_ns BIGINT, name TEXT,
+            labels TEXT, value DOUBLE)""")
+
+
 # Append only; never edit or reorder a migration that has shipped.
 MIGRATIONS = [_m001_initial, _m002_operators, _m003_self_check, _m004_client_stall, _m005_profiler_window,
-              _m006_sweeps]
+              _m006_sweeps, _m007_engines]
 
 
 def utcnow() -> datetime:

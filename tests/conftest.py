@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -102,3 +103,23 @@ def cli(tmp_path):
     left = [describe(p) for p in c.leftovers()]
     c.reap()
     assert not left, f"processes left behind: {left}"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items):
+    """The real-engine tests run last: CI (.ci/run) builds their environment in the background
+    meanwhile, and `engine_env` waits for that build (a stable sort keeps every other order)."""
+    items.sort(key=lambda item: item.get_closest_marker("engines") is not None)
+
+
+@pytest.fixture(scope="session")
+def engine_env() -> dict[str, str]:
+    """The real engines' own environment and the tiny model (`make engines`): {python, model}.
+    Built here when missing; a build already running (CI's, in the background) is waited for
+    (the Makefile's flock), then found up to date."""
+    r = subprocess.run(["make", "--no-print-directory", "engines"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        pytest.fail(f"make engines failed:\n{(r.stdout + r.stderr)[-3000:]}")
+    return {"python": str(ROOT / ".engines/vllm/bin/python"), "model": str(ROOT / ".engines/tiny-llama")}

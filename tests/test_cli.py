@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 COMMANDS = ["serve", "run", "calibrate", "runs", "summary", "export", "import", "gate", "dashboard", "demo", "sweep", "sweeps",
-            "sweep-summary", "recommend", "frontier", "fidelity"]
+            "sweep-summary", "recommend", "frontier", "fidelity", "plan"]
 QUANTILES = ["p50", "p90", "p95", "p99", "p999", "mean"]
 LATENCIES = ["ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "schedule_lag_ms"]
 HEAVY = ["torch", "duckdb", "pandas", "pyarrow", "numpy", "streamlit", "locust", "gevent",

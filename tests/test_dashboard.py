@@ -340,3 +340,29 @@ def test_run_page_shows_hardware_figures_chart_and_the_simulated_warning(monkeyp
     assert "torch profiler on (slower)" in {t.get("name") for t in over_time["data"]}
     assert any(sh["x0"] == shade["x0"] and sh["x1"] == shade["x1"] for sh in over_time["layout"]["shapes"])
     assert list(at.dataframe[-1].value["name"]) == ["aten::mm", "aten::softmax"]
+
+
+def test_run_page_shows_the_engine_setup_and_its_metrics(monkeypatch, tmp_path):
+    """A run on a launched engine: its setup columns and /metrics scrapes (m007_engines)."""
+    from store.runs import set_setup
+
+    path = tmp_path / "s.duckdb"
+    fx.add_closed_run(path)
+    set_setup(path, fx.CLOSED_RUN, {"engine": "vllm", "engine_version": "0.32.0", "model": "/m/tiny",
+                                    "dtype": "float32", "hardware": "2 x CPU"})
+    labels = json.dumps({"engine": "0", "model_name": "/m/tiny"})
+    rows = [(fx.CLOSED_RUN, 0, t * 10**9, t * 10**9, name, labels, value)
+            for t in range(4) for name, value in (("vllm:num_requests_running", t % 3),
+                                                  ("vllm:prefix_cache_queries_total", 100.0 * t))]
+    with duckdb.connect(str(path)) as con:
+        con.executemany("INSERT INTO engine_samples VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    at = run_app(monkeypatch, path, RUN_PAGE, run=fx.CLOSED_RUN)
+    no_errors(at)
+    assert "Engine" in [s.value for s in at.subheader]
+    assert any("engine **vllm**" in c.value and "engine_version **0.32.0**" in c.value for c in at.caption)
+    table = next(d.value for d in at.dataframe if "series" in d.value.columns).set_index("series")
+    assert table.loc["vllm:num_requests_running", "mean"] == pytest.approx((0 + 1 + 2 + 0) / 4)
+    assert table.loc["vllm:num_requests_running", "max"] == 2
+    assert table.loc["vllm:prefix_cache_queries_total", "growth"] == 300
+    over_time = [f for f in charts(at) if f["layout"]["xaxis"]["title"]["text"] == "time since the first scrape (s)"]
+    assert over_time and over_time[0]["data"][0]["name"] == "vllm:num_requests_running"

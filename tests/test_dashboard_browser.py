@@ -48,7 +48,7 @@ RUN_VIEWPORT = {"width": 1400, "height": 2000}  # tall: Streamlit scrolls inside
 WAIT_MS = 60_000
 # url path -> (heading, plotly charts the page draws over the fixture sweep)
 SWEEP_PAGES = {"sweeps": ("Sweeps", 3), "frontier": ("Frontier", 1), "levers": ("Levers", 1),
-               "recommend": ("Recommend", 1), "prices": ("Hardware and prices", 0)}
+               "recommend": ("Recommend", 1), "prices": ("Hardware and prices", 0), "plan": ("Capacity plan", 3)}
 
 pytestmark = [
     pytest.mark.slow,

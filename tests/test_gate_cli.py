@@ -83,7 +83,7 @@ def test_a_a_gate_does_not_say_regressed(cli, tmp_path, servers):
 def test_unknown_run_id_is_one_line(cli, fixture_store):
     res = cli("gate", "--baseline", "r20990101-000000-ffff", "--candidate", fx.CLOSED_RUN, "--store", fixture_store)
     assert res.returncode == 2
-    assert "no run or label 'r20990101-000000-ffff'" in assert_one_error_line(res)
+    assert "no run, label or sweep 'r20990101-000000-ffff'" in assert_one_error_line(res)
 
 
 def test_sides_with_different_loads_is_one_line(cli, fixture_store):

@@ -37,7 +37,7 @@ MAY_USE = {
     "store": {"duckdb"},
     "loadtest": {"locust", "gevent", "geventhttpclient"},
     "serving": {"torch", "fastapi", "starlette", "uvicorn", "sentence_transformers", "prometheus_client"},
-    "profilers": {"pynvml", "torch"},
+    "profilers": {"pynvml", "torch", "prometheus_client"},
     "dashboard": {"streamlit", "plotly", "duckdb"},
     "servelab": set(),  # through the packages that own them; never locust/gevent (monkey-patching)
 }

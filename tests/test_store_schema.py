@@ -18,6 +18,8 @@ EXPECTED = {
         ("started_at", "TIMESTAMP"), ("ended_at", "TIMESTAMP"), ("target", "VARCHAR"),
         ("label", "VARCHAR"), ("config", "JSON"), ("host", "JSON"), ("version", "VARCHAR"),
         ("error", "VARCHAR"), ("self_check", "JSON"), ("sweep_id", "VARCHAR"), ("setup", "VARCHAR"),
+        ("engine", "VARCHAR"), ("engine_version", "VARCHAR"), ("model", "VARCHAR"), ("dtype", "VARCHAR"),
+        ("hardware", "VARCHAR"),
     ],
     "steps": [
         ("run_id", "VARCHAR"), ("step", "INTEGER"), ("mode", "VARCHAR"), ("users", "INTEGER"),
@@ -64,6 +66,10 @@ EXPECTED = {
         ("ttft_p50_ms", "DOUBLE"), ("ttft_p99_ms", "DOUBLE"), ("tpot_p50_ms", "DOUBLE"), ("tpot_p99_ms", "DOUBLE"),
         ("itl_p99_ms", "DOUBLE"), ("e2e_p50_ms", "DOUBLE"), ("e2e_p99_ms", "DOUBLE"), ("point", "JSON"),
         ("created_at", "TIMESTAMP"),
+    ],
+    "engine_samples": [
+        ("run_id", "VARCHAR"), ("step", "INTEGER"), ("t_ns", "BIGINT"), ("wall_ns", "BIGINT"),
+        ("name", "VARCHAR"), ("labels", "VARCHAR"), ("value", "DOUBLE"),
     ],
     "_migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
 }

@@ -39,7 +39,7 @@ def known(k: int = 2, **over) -> dict:
 @pytest.mark.parametrize("change, message", [
     ({"setups": {"a": {"server": {"batchin": "none"}}}}, "unknown key 'setups.a.server.batchin'"),
     ({"surprise": 1}, "unknown key 'surprise'"),
-    ({"setups": {"a": {}}}, "setups.a: give either server"),
+    ({"setups": {"a": {}}}, "setups.a: give one of server"),
     ({"search": {"kind": "capacity", "low": 8, "high": 2}}, "search low (8) must be below high (2)"),
     ({"workload": {"rate": 3}}, "'rate' is set by the sweep itself"),
     ({"workload": {"max_tokns": 3}}, "workload: unknown key 'max_tokns'"),
@@ -122,6 +122,18 @@ def test_grid_sweep_of_url_setups_and_fail_on_slo(cli, tmp_path):
     assert fast["capacity_req_s"]["bound"] == "above" and fast["capacity_req_s"]["value"] is None
     assert "above" in fast["capacity_message"]
     assert slow["capacity_req_s"]["bound"] == "below" and not any(p["slo_met"] for p in slow["points"])
+    # A sweep's points are gate sides: SWEEP_ID:SETUP@LOAD
+    sid = out["sweep_id"]
+    g = cli("gate", "--baseline", f"{sid}:fast@2", "--candidate", f"{sid}:slow@2", "--repeats", "1",
+            "--metrics", "ttft_p50", "--store", "s.duckdb", "--json")
+    verdict = json.loads(g.stdout.strip().splitlines()[-1])
+    assert verdict["baseline"]["runs"] == [fast["points"][0]["run_id"]], verdict
+    assert verdict["candidate"]["runs"] == [slow["points"][0]["run_id"]]
+    assert g.returncode == verdict["exit_code"] == 3 and verdict["verdict"] == "inconclusive"  # 1 repeat
+    for side, words in ((f"{sid}:nope", "has no setup 'nope'"), (f"{sid}:fast@3", "no point at load 3"),
+                        (f"{sid}:fast", "ran different loads")):
+        bad = cli("gate", "--baseline", side, "--candidate", f"{sid}:slow@2", "--store", "s.duckdb")
+        assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
     for p in servers:
         p.terminate()
         p.wait(10)

@@ -60,6 +60,9 @@ class QuirkServer:
                 pass
 
             def do_GET(self):
+                if self.path == "/metrics":  # no Prometheus endpoint, like many servers: said once
+                    self._whole(404, b"{}")
+                    return
                 server.headers.append(dict(self.headers))
                 body = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
                 self._whole(200, body.encode())

@@ -99,6 +99,21 @@ if summary.get("server"):
                "(cache, tier, refusals, degraded) and its own queue/prefill/decode times, over "
                "the requests that ran a generation.")
 
+setup = {k: v for k, v in (summary.get("setup") or {}).items() if v is not None}
+engine_rows = summary.get("engine_metrics") or []
+if engine_rows or setup.get("engine") not in (None, "builtin"):
+    st.subheader("Engine")
+    st.caption("  ·  ".join(f"{k} **{v}**" for k, v in setup.items()))
+    if engine_rows:
+        key = sorted({r["name"] for r in engine_rows if r.get("key") and r["kind"] == "gauge"})
+        if key:
+            st.plotly_chart(hardware_views.engine_over_time(stored.engine_samples, key), width="stretch")
+        st.dataframe(hardware_views.engine_table(engine_rows), hide_index=True, width="stretch")
+        st.caption("The engine's own Prometheus /metrics, scraped once a second: gauges by mean, max and "
+                   "last value, counters by how much they grew over the run.")
+    else:
+        st.caption("No engine metrics: the target has no Prometheus /metrics.")
+
 if len(summary.get("steps") or []) > 1:
     st.subheader("Steps")
     st.dataframe(views.steps_table(summary), hide_index=True, width="stretch",
