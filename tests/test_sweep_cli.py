@@ -140,7 +140,9 @@ def test_grid_sweep_of_url_setups_and_fail_on_slo(cli, tmp_path):
 
 
 def test_ctrl_c_marks_the_sweep_interrupted_and_says_how_to_resume(cli, tmp_path):
-    spec = write(tmp_path, known(repeats=1))
+    # a fine tolerance keeps the search going well past the point the Ctrl-C waits for
+    spec = write(tmp_path, known(repeats=1, search={"kind": "capacity", "low": 1, "high": 40, "rel_tol": 0.01,
+                                                    "max_probes": 6}))
     proc = cli.popen(["sweep", spec, "--store", "s.duckdb"], stdout=subprocess.DEVNULL,
                      stderr=subprocess.PIPE, text=True)
     db = tmp_path / "s.duckdb"
