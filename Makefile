@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.servelab-installed
 
+# Two test processes (pytest-xdist), one file each at a time: most tests wait on real servers
+# and timed loads, so two at once halve the wall time on two cores. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 .PHONY: venv engines engines-build demo test test-fast bench dashboard lock clean
 
 venv: $(STAMP)
@@ -42,7 +46,7 @@ demo: venv
 	$(VENV)/bin/servelab demo $(DEMO_ARGS)
 
 test: venv
-	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -145,16 +145,14 @@ def test_ctrl_c_marks_the_sweep_interrupted_and_says_how_to_resume(cli, tmp_path
                                                     "max_probes": 6}))
     proc = cli.popen(["sweep", spec, "--store", "s.duckdb"], stdout=subprocess.DEVNULL,
                      stderr=subprocess.PIPE, text=True)
-    db = tmp_path / "s.duckdb"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        try:
-            with duckdb.connect(str(db), read_only=True) as con:
-                if con.execute("SELECT count(*) FROM sweep_points").fetchone()[0] >= 1:
-                    break
-        except duckdb.Error:
-            continue
+    # The sweep holds the store while it runs, so watch its spool instead: the second point's
+    # first requests mean the first point is finished and stored.
+    # (a point's spool goes once it is ingested: remember every run seen)
+    deadline, seen = time.monotonic() + 120, set()
+    while len(seen) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before its second point"
+        time.sleep(0.1)
+        seen |= {p.parts[-3] for p in tmp_path.glob("s.duckdb.spool/*/step-0/requests-*.jsonl")}
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
