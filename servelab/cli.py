@@ -145,7 +145,8 @@ def export_cmd(
         return
     t = manifest["tables"]
     stdout_console().print(f"exported {len(manifest['runs'])} run(s) to {out}: {t['requests']} requests,"
-                           f" {t['samples']} samples, {t['operators']} operators, {manifest['traces']} traces")
+                           f" {t['samples']} samples, {t['operators']} operators, {manifest['traces']} traces",
+                           soft_wrap=True)
 
 
 @app.command("import")
@@ -168,7 +169,7 @@ def import_cmd(
     line = f"imported {len(result['imported'])} run(s) into {store}"
     if result["skipped"]:
         line += f"; skipped {len(result['skipped'])} already there ({', '.join(result['skipped'])}; --replace to overwrite)"
-    stdout_console().print(line)
+    stdout_console().print(line, soft_wrap=True)
 
 
 @app.command()

@@ -109,7 +109,6 @@ def test_stream_timings_match_the_schedule_and_the_log(calib):
     gaps_ms = [(b - a) / 1e6 for a, b in zip(arrivals, arrivals[1:])]
     assert TTFT_MS <= ttft_ms <= TTFT_MS + MAX_MS
     assert sorted(gaps_ms)[n // 2] == pytest.approx(ITL_MS, abs=1.0)  # median gap
-    assert sum(gaps_ms) / len(gaps_ms) == pytest.approx(ITL_MS, abs=0.5)  # absolute deadlines: no drift
 
     records = records_since(log, t0, 1)
     assert len(records) == 1
@@ -120,9 +119,14 @@ def test_stream_timings_match_the_schedule_and_the_log(calib):
     assert min(late_ms) >= 0 and sorted(late_ms)[n // 2] <= TOL_MS and max(late_ms) <= MAX_MS
     # One clock for both processes: each chunk arrives right around its logged send time.
     # The log stamp is taken just after the socket write returns, so a fast reader may see
-    # the bytes some microseconds before it.
+    # the bytes some microseconds before it (or, once, milliseconds: the server descheduled
+    # between the write and the stamp on a busy machine).
     transit_ms = [(arrived - sent) / 1e6 for sent, arrived in zip(rec["chunk_ns"], arrivals)]
-    assert min(transit_ms) > -0.5 and sorted(transit_ms)[n // 2] < TOL_MS
+    assert sorted(transit_ms)[1] > -0.5 and sorted(transit_ms)[n // 2] < TOL_MS
+    # Absolute deadlines, no drift: chunk i is due TTFT + i*ITL after the server got the
+    # request, and the client sees the last few around then too (a hiccup is caught up at once).
+    client_late_ms = [(t - rec["t_recv_ns"]) / 1e6 - (TTFT_MS + i * ITL_MS) for i, t in enumerate(arrivals)]
+    assert sorted(client_late_ms)[n // 2] <= TOL_MS and sorted(client_late_ms[-5:])[2] <= TOL_MS
 
 
 def test_non_streaming_waits_the_whole_schedule(calib):
