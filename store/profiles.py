@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from store.ingest import SAMPLE_COLUMNS
-from store.schema import connect_read, connect_write
+from store.schema import Readable, connect_write, reading
 
 OPERATOR_COLUMNS = ("rank", "name", "calls", "self_cpu_us", "self_cuda_us", "cpu_total_us",
                     "cuda_total_us", "window_s", "trace_path", "window_start_ns", "window_end_ns")
@@ -51,28 +51,28 @@ def save_operators(path: str | Path, run_id: str, step: int, operators: list[dic
     return len(rows)
 
 
-def get_operators(path: str | Path, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
+def get_operators(source: Readable, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
     """The stored top operators of a run (or one step), by step then rank."""
     where, params = "run_id = ?", list[Any]([run_id])
     if step is not None:
         where, params = where + " AND step = ?", params + [int(step)]
     cols = ("step", *OPERATOR_COLUMNS)
-    with connect_read(path) as con:
+    with reading(source) as con:
         rows = con.execute(f"SELECT {', '.join(cols)} FROM operators WHERE {where} ORDER BY step, rank",
                            params).fetchall()
     return [dict(zip(cols, r)) for r in rows]
 
 
-def get_samples(path: str | Path, run_id: str) -> pd.DataFrame:
+def get_samples(source: Readable, run_id: str) -> pd.DataFrame:
     """The run's sample rows (every producer), ordered by step, producer and t_ns."""
-    with connect_read(path) as con:
+    with reading(source) as con:
         return con.execute(
             f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY step, producer, t_ns",
             [run_id]).df()
 
 
-def get_engine_samples(path: str | Path, run_id: str) -> pd.DataFrame:
+def get_engine_samples(source: Readable, run_id: str) -> pd.DataFrame:
     """The run's engine metrics (table `engine_samples`, migration m007_engines), in time order."""
-    with connect_read(path) as con:
+    with reading(source) as con:
         return con.execute("SELECT step, t_ns, wall_ns, name, labels, value FROM engine_samples"
                            " WHERE run_id = ? ORDER BY step, t_ns, name, labels", [run_id]).df()

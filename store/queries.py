@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from store.ingest import REQUEST_COLUMNS
-from store.schema import StoreError, connect_read
+from store.schema import Readable, StoreError, connect_read, reading, store_name
 
 _RUN_COLUMNS = ("run_id", "status", "created_at", "started_at", "ended_at", "target", "label",
                 "config", "host", "version", "error", "self_check", "sweep_id", "setup",
@@ -76,25 +76,25 @@ def _verdict(check: dict[str, Any] | None) -> str | None:
     return None if not check else ("passed" if check.get("passed") else "failed")
 
 
-def get_run(path: str | Path, run_id: str) -> dict[str, Any]:
+def get_run(source: Readable, run_id: str) -> dict[str, Any]:
     """One run row with `config` and `host` parsed; StoreError for an unknown id."""
-    with connect_read(path) as con:
+    with reading(source) as con:
         row = con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    if row is None:
-        raise StoreError(f"no run {run_id} in {path}")
+        if row is None:
+            raise StoreError(f"no run {run_id} in {store_name(source)}")
     return _run_dict(row)
 
 
-def get_steps(path: str | Path, run_id: str) -> list[dict[str, Any]]:
+def get_steps(source: Readable, run_id: str) -> list[dict[str, Any]]:
     """The run's step rows, in step order (an empty list for a run with no steps)."""
-    with connect_read(path) as con:
+    with reading(source) as con:
         rows = con.execute(
             f"SELECT {', '.join(_STEP_COLUMNS)} FROM steps WHERE run_id = ? ORDER BY step", [run_id]
         ).fetchall()
     return [dict(zip(_STEP_COLUMNS, row)) for row in rows]
 
 
-def get_requests(path: str | Path, run_id: str, step: int | None = None) -> pd.DataFrame:
+def get_requests(source: Readable, run_id: str, step: int | None = None) -> pd.DataFrame:
     """The run's request rows (optionally one step), ordered by step then send time.
 
     Integer columns use pandas' nullable Int64; `chunk_ns` holds lists of ints and
@@ -103,9 +103,9 @@ def get_requests(path: str | Path, run_id: str, step: int | None = None) -> pd.D
     where, params = "run_id = ?", list[Any]([run_id])
     if step is not None:
         where, params = where + " AND step = ?", params + [int(step)]
-    with connect_read(path) as con:
+    with reading(source) as con:
         if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
-            raise StoreError(f"no run {run_id} in {path}")
+            raise StoreError(f"no run {run_id} in {store_name(source)}")
         df = con.execute(
             f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE {where} ORDER BY step, t_send_ns, req_id",
             params,

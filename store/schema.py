@@ -11,6 +11,8 @@ connection here is meant to be short-lived: open, do one thing, close.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -185,6 +187,29 @@ def connect_write(path: str | Path, timeout_s: float = 10.0) -> duckdb.DuckDBPyC
         con.close()
         raise
     return con
+
+
+Readable = str | Path | duckdb.DuckDBPyConnection  # a store's path, or a connection already open on it
+
+
+@contextmanager
+def reading(source: Readable) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for one query: `source` itself when it is an open connection
+    (left open for its owner: many reads share one open, store/load.py), else a short-lived
+    `connect_read(source)`."""
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        yield source
+        return
+    with connect_read(source) as con:
+        yield con
+
+
+def store_name(source: Readable) -> str:
+    """The store's path for an error line, from a path or an open connection."""
+    if not isinstance(source, duckdb.DuckDBPyConnection):
+        return str(source)
+    row = source.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return str(row[0]) if row else "the store"
 
 
 def connect_read(path: str | Path, timeout_s: float = 5.0) -> duckdb.DuckDBPyConnection:

@@ -12,6 +12,7 @@ from store import (
     StoreError, add_step, create_run, finish_run, get_requests, get_run, get_steps, ingest_step,
     list_runs, new_run_id, spool_dir,
 )
+from store.load import load_run
 
 CONFIG = {"target": "builtin", "load": {"mode": "open", "rate": 4.0, "users": 1}, "slo": []}
 
@@ -55,6 +56,9 @@ def test_get_run_parses_config_and_rejects_unknown_ids(tmp_path):
         get_run(path, "r2")
     with pytest.raises(StoreError, match="no run r2"):
         get_requests(path, "r2")
+    with pytest.raises(StoreError, match=r"^no run r2 in .*s\.duckdb$"):  # one open shared by every read
+        load_run(path, "r2")
+    assert load_run(path, "r1").run == run
 
 
 def test_queries_on_a_missing_store(tmp_path):
