@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.gate_sides import SideError, ids_named
-from dashboard import views
+from dashboard import data, views
 
 SIDE_HELP = ("a label picks every run with that label (oldest first), a run id one run; the same names "
              "`servelab gate --baseline/--candidate` takes")
@@ -72,6 +72,22 @@ def pick(side: str, rows: list[dict], default: list[str], container=st) -> list[
                                    help=SIDE_HELP)
     st.query_params[side] = ",".join(tokens)
     return tokens
+
+
+def runs_or_stop(path: str, needs: str) -> list[dict]:
+    """The store's runs; with fewer than two, a line saying what the page `needs` and how to
+    make runs, and the page stops."""
+    rows = data.guarded(data.runs, path)
+    if len(rows) < 2:
+        st.info(f"{needs}; this store has {len(rows)}. {data.START_HINT}")
+        st.stop()
+    return rows
+
+
+def pick_two(rows: list[dict], sides: tuple[str, str], defaults: tuple[list[str], list[str]]) -> dict[str, list[str]]:
+    """Two sides' pickers side by side: {side: tokens}."""
+    return {side: pick(side, rows, default, column)
+            for side, default, column in zip(sides, defaults, st.columns(2))}
 
 
 def resolve(rows: list[dict], tokens: list[str], path: str) -> list[str]:

@@ -8,14 +8,9 @@ from dashboard import compare_views, data, run_sets
 
 st.title("Compare")
 path = data.store_path()
-rows = data.guarded(data.runs, path)
-if len(rows) < 2:
-    st.info(f"Comparing needs two runs; this store has {len(rows)}. {data.START_HINT}")
-    st.stop()
+rows = run_sets.runs_or_stop(path, "Comparing needs two runs")
 by_id = {r["run_id"]: r for r in rows}
-a_default, b_default = run_sets.defaults(rows)
-left, right = st.columns(2)
-tokens = {"A": run_sets.pick("A", rows, a_default, left), "B": run_sets.pick("B", rows, b_default, right)}
+tokens = run_sets.pick_two(rows, ("A", "B"), run_sets.defaults(rows))
 if not tokens["A"] or not tokens["B"]:
     st.info("Pick a run, a label or several runs on each side.")
     st.stop()

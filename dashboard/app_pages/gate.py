@@ -14,15 +14,9 @@ from analysis.gate_sides import SideError
 
 st.title("Gate")
 path = data.store_path()
-rows = data.guarded(data.runs, path)
-if len(rows) < 2:
-    st.info(f"The gate compares two sets of stored runs; this store has {len(rows)}. {data.START_HINT}")
-    st.stop()
+rows = run_sets.runs_or_stop(path, "The gate compares two sets of stored runs")
 by_id = {r["run_id"]: r for r in rows}
-base_default, cand_default = run_sets.same_load_defaults(rows)
-left, right = st.columns(2)
-tokens = {"baseline": run_sets.pick("baseline", rows, base_default, left),
-          "candidate": run_sets.pick("candidate", rows, cand_default, right)}
+tokens = run_sets.pick_two(rows, ("baseline", "candidate"), run_sets.same_load_defaults(rows))
 c1, c2, c3 = st.columns([3, 1, 1])
 names = c1.multiselect("metrics", gate_views.metric_names(), default=list(DEFAULT_METRICS),
                        help="one number per repeat from its run summary, e.g. ttft_p99 = the run's TTFT p99 "
