@@ -24,26 +24,49 @@ def _post(url: str, timeout_s: float = 120.0) -> None:
         resp.read()
 
 
-class EngineWindow:
-    """A window on an engine's own profiler, with TorchWindow's interface (servelab/sampling.py
-    starts `thread` at the step's t0, sets `abort` at its end); `collect()` gives no operators."""
+class ProfilerWindow:
+    """What a profiler window on a background thread shares (this one and sampling.TorchWindow):
+    servelab/sampling.py sets `t0_ns` and starts `thread` at the step's t0, and sets `abort`
+    at the step's end; `_run` waits for `at_s` (`_window_begins`), starts, holds `length_s`,
+    stops, and keeps `window_ns` (the requests' clock) or an `error` text."""
 
-    def __init__(self, base_url: str, at_s: float, length_s: float, kind: str):
-        self.base_url, self.at_s, self.length_s, self.kind = base_url, at_s, length_s, kind
+    thread_name = "servelab-profiler-window"
+
+    def __init__(self, base_url: str, at_s: float, length_s: float):
+        self.base_url, self.at_s, self.length_s = base_url, at_s, length_s
         self.abort = threading.Event()
         self.stopped: dict | None = None
         self.error: str | None = None
         self.window_ns: tuple[int | None, int | None] = (None, None)
-        self.t0_ns: int | None = None
-        self.thread = threading.Thread(target=self._run, name="servelab-engine-window", daemon=True)
+        self.t0_ns: int | None = None  # the step's t0, set when the load reports progress
+        self.thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _window_begins(self, what: str) -> bool:
+        """Wait until `at_s` after the step's t0; False (and the error said) when the step ends first."""
+        wait_s = self.at_s - (time.perf_counter_ns() - (self.t0_ns or time.perf_counter_ns())) / 1e9
+        if self.abort.wait(max(0.0, wait_s)):
+            self.error = f"the step ended before the {what} window began"
+            return False
+        return True
+
+
+class EngineWindow(ProfilerWindow):
+    """A window on an engine's own profiler, with TorchWindow's interface; `collect()` gives no operators."""
+
+    thread_name = "servelab-engine-window"
+
+    def __init__(self, base_url: str, at_s: float, length_s: float, kind: str):
+        super().__init__(base_url, at_s, length_s)
+        self.kind = kind
 
     def warm(self) -> str | None:
         return None  # nothing to warm: the engine's profiler is started only in the window
 
     def _run(self) -> None:
-        wait_s = self.at_s - (time.perf_counter_ns() - (self.t0_ns or time.perf_counter_ns())) / 1e9
-        if self.abort.wait(max(0.0, wait_s)):
-            self.error = "the step ended before the profiler window began"
+        if not self._window_begins("profiler"):
             return
         try:
             _post(f"{self.base_url}/start_profile")

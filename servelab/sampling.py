@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from servelab.config import SamplerConfig
-from servelab.engine_profile import EngineWindow
+from servelab.engine_profile import EngineWindow, ProfilerWindow
 from servelab.procs import spawn, stop
 
 Progress = Callable[[dict], None]
@@ -44,21 +44,17 @@ def _post(url: str, body: dict, timeout_s: float = 60.0) -> dict:
         return json.loads(resp.read())
 
 
-class TorchWindow:
+class TorchWindow(ProfilerWindow):
     """A background thread: wait until `at_s` after the step's t0, POST /v1/profiler/start,
     wait `length_s`, POST stop (deferred). `collect()`, after the load, fetches the trace
     and operators: making them takes the server seconds of CPU, which must not land on
     measured requests."""
 
+    thread_name = "servelab-torch-window"
+
     def __init__(self, base_url: str, at_s: float, length_s: float, trace_dir: Path, name: str):
-        self.base_url, self.at_s, self.length_s = base_url, at_s, length_s
+        super().__init__(base_url, at_s, length_s)
         self.trace_dir, self.name = trace_dir, name
-        self.abort = threading.Event()
-        self.stopped: dict | None = None
-        self.error: str | None = None
-        self.window_ns: tuple[int | None, int | None] = (None, None)
-        self.t0_ns: int | None = None  # the step's t0, set when the load reports progress
-        self.thread = threading.Thread(target=self._run, name="servelab-torch-window", daemon=True)
 
     def warm(self) -> str | None:
         """Start and discard a window before the load: torch's first profiler start takes over
@@ -71,9 +67,7 @@ class TorchWindow:
         return None
 
     def _run(self) -> None:
-        wait_s = self.at_s - (time.perf_counter_ns() - (self.t0_ns or time.perf_counter_ns())) / 1e9
-        if self.abort.wait(max(0.0, wait_s)):
-            self.error = "the step ended before the torch-profiler window began"
+        if not self._window_begins("torch-profiler"):
             return
         try:
             _post(f"{self.base_url}/v1/profiler/start", {"dir": str(self.trace_dir), "name": self.name})

@@ -21,6 +21,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apptest_kit import no_errors
 import store_fixtures as fx
 from store import add_step, create_run, finish_run
 
@@ -51,11 +52,6 @@ def run_app(monkeypatch, store: Path, script: Path = APP, run: str | None = None
     if run is not None:
         at.query_params["run"] = run
     return at.run()
-
-
-def no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def metric(at: AppTest, label: str) -> str:

@@ -97,24 +97,27 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture
 def dashboard_url(tmp_path):
     """A running dashboard over a fixture store; always stopped afterwards."""
-    from servelab.dashboard_proc import dashboard_command
-
     store = fx.build_store(tmp_path / "servelab.duckdb")
     dfx.add_sweep(store, fx.OPEN_RUN)
+    yield from served_dashboard(store, dict(os.environ), tmp_path / "streamlit.log")
+
+
+def served_dashboard(store, env: dict, log):
+    """Serve the dashboard over `store` for one test; yields its URL. Anything the server logged
+    as a traceback is a failure too."""
+    from servelab.dashboard_proc import dashboard_command
+
     port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = dict(os.environ, SERVELAB_STORE=str(store))
     cmd = [*dashboard_command("127.0.0.1", port), "--server.fileWatcherType", "none"]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=tmp_path, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=dict(env, SERVELAB_STORE=str(store)), stdout=out, stderr=subprocess.STDOUT,
+                                cwd=log.parent, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
         yield url
     finally:
         stop(proc)
-    # Anything the server logged as a traceback is a failure too.
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
@@ -284,8 +287,6 @@ def artifacts(tmp_path: Path) -> Path:
 @pytest.fixture
 def real_sweep_url(tmp_path):
     """The dashboard over a store that `servelab sweep` just made (about 20 s on 2 cores)."""
-    from servelab.dashboard_proc import dashboard_command
-
     spec = tmp_path / "sweep.json"
     spec.write_text(json.dumps(REAL_SWEEP))
     store = tmp_path / "swept.duckdb"
@@ -293,18 +294,7 @@ def real_sweep_url(tmp_path):
     done = subprocess.run([*CLI, "sweep", str(spec), "--store", str(store), "--json"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    port, log = free_port(), tmp_path / "streamlit-sweep.log"
-    cmd = [*dashboard_command("127.0.0.1", port), "--server.fileWatcherType", "none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=dict(env, SERVELAB_STORE=str(store)), stdout=out, stderr=subprocess.STDOUT,
-                                cwd=tmp_path, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log)
-        yield url
-    finally:
-        stop(proc)
-    assert "Traceback" not in log.read_text(), log.read_text()
+    yield from served_dashboard(store, env, tmp_path / "streamlit-sweep.log")
 
 
 def test_every_registered_page_over_a_real_sweep(real_sweep_url, tmp_path):

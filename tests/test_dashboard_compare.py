@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import store_fixtures as fx
 from analysis import compare
+from apptest_kit import no_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "dashboard" / "app_pages"
@@ -50,11 +51,6 @@ def page(monkeypatch, store: Path, name: str, **params: str) -> AppTest:
     for k, v in params.items():
         at.query_params[k] = v
     return at.run()
-
-
-def no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def test_gate_page_shows_the_cli_numbers(cli, monkeypatch, two_labels):

@@ -13,6 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apptest_kit import no_errors, store  # noqa: F401 (a fixture)
 import decision_fixtures as dfx
 from dashboard.pricing import FIDELITY, OVERRIDES, PRICING
 
@@ -20,26 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "dashboard" / "app_pages"
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    path = tmp_path / "s.duckdb"
-    dfx.add_sweep(path)
-    monkeypatch.setenv("SERVELAB_STORE", str(path))
-    st.cache_data.clear()
-    yield path
-    st.cache_data.clear()
-
-
 def page(name: str, **state) -> AppTest:
     at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
     for k, v in state.items():
         at.session_state[k] = v
     return at.run()
-
-
-def clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def cli(store: Path, *args: str) -> dict:
@@ -51,7 +37,7 @@ def cli(store: Path, *args: str) -> dict:
 
 def test_frontier_page_draws_the_cli_frontier_with_run_links(store):
     at = page("frontier")
-    clean(at)
+    no_errors(at)
     assert len(at.get("plotly_chart")) == 1
     frame = at.dataframe[0].value
     want = cli(store, "frontier", dfx.SWEEP_ID)
@@ -70,9 +56,9 @@ def test_frontier_page_draws_the_cli_frontier_with_run_links(store):
 def test_frontier_page_follows_a_session_override_and_the_percentile(store):
     base = page("frontier").dataframe[0].value.set_index(["setup", "load"])
     at = page("frontier", **{OVERRIDES: {"none": 1.0}})
-    clean(at)
+    no_errors(at)
     at.selectbox[1].set_value("TPOT").run()  # selectboxes: sweep, latency, percentile, pricing
-    clean(at)
+    no_errors(at)
     frame = at.dataframe[0].value.set_index(["setup", "load"])
     want = cli(store, "frontier", dfx.SWEEP_ID, "--latency", "tpot_p99", "--price-per-hour", "none=1.0")
     for p in want["frontier"]["points"]:
@@ -86,7 +72,7 @@ def test_frontier_page_follows_a_session_override_and_the_percentile(store):
 
 def test_frontier_page_under_spot_names_the_setup_without_a_price(store):
     at = page("frontier", **{PRICING: "spot"})
-    clean(at)
+    no_errors(at)
     assert "int8" in at.warning[0].value and "spot" in at.warning[0].value
     assert set(at.dataframe[0].value.dropna(subset=["usd_per_1m_output_tokens"])["setup"]) == {"none", "continuous"}
 
@@ -95,7 +81,7 @@ def test_levers_page_shows_the_attribution_with_intervals_and_fidelity(store):
     report = {"int8": {"exact_match_rate": 0.75, "token_agreement": 0.9, "mean_first_divergence": 20.0,
                        "token_unit": "ids"}}
     at = page("levers", **{FIDELITY: report})
-    clean(at)
+    no_errors(at)
     shown = at.dataframe[0].value.set_index("setup")
     want = cli(store, "frontier", dfx.SWEEP_ID, "--baseline", "none")["attribution"]["rows"]
     for r in want:
@@ -106,13 +92,13 @@ def test_levers_page_shows_the_attribution_with_intervals_and_fidelity(store):
     assert "no measurable change" in " ".join(shown["TTFT p99"]) or "no measurable change" in " ".join(shown["$/1M out"])
     assert len(at.get("plotly_chart")) == 1 and len(at.get("download_button")) == 1
     at.selectbox[1].set_value("continuous").run()
-    clean(at)
+    no_errors(at)
     assert set(at.dataframe[0].value["setup"]) == {"none", "int8"}
 
 
 def test_levers_page_without_fidelity_reports_says_where_they_come_from(store):
     at = page("levers")
-    clean(at)
+    no_errors(at)
     assert "fidelity" not in at.dataframe[0].value.columns
     assert "servelab fidelity" in " ".join(c.value for c in at.caption)
 
@@ -127,7 +113,7 @@ RECOMMEND_CASES = [
 @pytest.mark.parametrize("state,inputs,flags", RECOMMEND_CASES)
 def test_recommend_page_gives_the_cli_answer(store, state, inputs, flags):
     at = page("recommend", **state)
-    clean(at)
+    no_errors(at)
     at.number_input[0].set_value(inputs["traffic"])
     if "headroom" in inputs:
         at.number_input[1].set_value(inputs["headroom"])
@@ -140,7 +126,7 @@ def test_recommend_page_gives_the_cli_answer(store, state, inputs, flags):
     if want["setup"] is None:
         assert at.error and "No setup serves" in at.error[0].value
         return
-    clean(at)
+    no_errors(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["recommended"] == f"{want['setup']} x {want['replicas']}"
     assert metrics["$/hour"] == (f"${want['usd_per_hour']:.4g}" if want["usd_per_hour"] < 100
@@ -165,10 +151,10 @@ def test_recommend_page_min_fidelity_rejects_a_setup_that_changes_answers(store)
     report = {"int8": {"exact_match_rate": 0.75, "token_agreement": 0.9, "mean_first_divergence": 20.0,
                        "token_unit": "ids"}}
     at = page("recommend", **{FIDELITY: report, OVERRIDES: {"int8": 0.1}})
-    clean(at)
+    no_errors(at)
     assert at.metric[0].value.startswith("int8")
     at.checkbox[0].check().run()
-    clean(at)
+    no_errors(at)
     assert not at.metric[0].value.startswith("int8")
     reasons = at.dataframe[0].value.set_index("setup")["reason"]
     assert "changes answers" in reasons["int8"]
@@ -176,7 +162,7 @@ def test_recommend_page_min_fidelity_rejects_a_setup_that_changes_answers(store)
 
 def test_prices_page_lists_the_catalog_and_sets_an_override(store):
     at = page("prices")
-    clean(at)
+    no_errors(at)
     catalog = at.dataframe[0].value
     assert catalog["read_on"].notna().any() and catalog["source"].str.startswith("http").any()
     g5 = catalog[(catalog["sku"] == "aws-g5.xlarge") & (catalog["pricing"] == "on-demand")].iloc[0]
@@ -184,7 +170,7 @@ def test_prices_page_lists_the_catalog_and_sets_an_override(store):
     at.selectbox[0].set_value("continuous")
     at.number_input[0].set_value(2.5)
     at.button[0].click().run()
-    clean(at)
+    no_errors(at)
     assert at.session_state[OVERRIDES] == {"continuous": 2.5}
     effect = at.dataframe[-1].value.set_index("setup")
     assert effect.loc["continuous", "usd_per_hour"] == 2.5
@@ -202,7 +188,7 @@ def test_decision_pages_without_sweeps_say_how_to_start_one(tmp_path, monkeypatc
         assert not at.exception
         assert "servelab sweep" in at.info[0].value
     at = page("prices")
-    clean(at)
+    no_errors(at)
     assert len(at.dataframe) >= 1
 
 

@@ -9,26 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apptest_kit import no_errors, store  # noqa: F401 (a fixture)
 import decision_fixtures as dfx
 from servelab.datafiles import data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "dashboard" / "app_pages" / "plan.py"
 AZURE = str(data_path("traces", "AzureLLMInferenceTrace_conv.csv"))
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    path = tmp_path / "s.duckdb"
-    dfx.add_sweep(path)
-    monkeypatch.setenv("SERVELAB_STORE", str(path))
-    st.cache_data.clear()
-    yield path
-    st.cache_data.clear()
 
 
 def cli_plan(store: Path, tmp_path: Path, *args: str) -> dict:
@@ -43,18 +32,13 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def test_constant_traffic_matches_the_cli(store, tmp_path):
     at = AppTest.from_file(str(PAGE), default_timeout=90).run()
-    clean(at)
+    no_errors(at)
     at.number_input[0].set_value(40.0)
     at.number_input[1].set_value(0.25)  # headroom
     at.run()
-    clean(at)
+    no_errors(at)
     want = cli_plan(store, tmp_path, "--traffic", "40", "--headroom", "0.25", "--growth", "20%/quarter")
     got = metrics(at)
     assert got["setup"] == want["setup"]
@@ -67,10 +51,10 @@ def test_constant_traffic_matches_the_cli(store, tmp_path):
 def test_trace_traffic_matches_the_cli_and_warns_of_the_length_mix(store, tmp_path):
     at = AppTest.from_file(str(PAGE), default_timeout=90).run()
     at.radio[0].set_value("trace").run()
-    clean(at)
+    no_errors(at)
     assert at.selectbox(key="plan_trace").value == AZURE
     at.selectbox(key="plan_setup").set_value("none").run()
-    clean(at)
+    no_errors(at)
     want = cli_plan(store, tmp_path, "--traffic", AZURE, "--setup", "none", "--growth", "20%/quarter")
     assert int(metrics(at)["replicas at the peak"]) == want["replicas_peak"]
     assert any("prompt tokens per request" in w.value for w in at.warning)
