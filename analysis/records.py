@@ -31,7 +31,10 @@ def _plain(v: Any) -> Any:
 
 def field(rec: Mapping[str, Any], key: str) -> Any:
     """rec[key] as a plain Python value; None when missing, None, NA or NaN."""
-    return _plain(rec.get(key))
+    v = rec.get(key)
+    if v is None or type(v) in _PLAIN:  # as_records' values: the common case, without a call
+        return v
+    return _plain(v)
 
 
 def chunks(rec: Mapping[str, Any]) -> list[int]:

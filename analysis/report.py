@@ -15,6 +15,7 @@ import pandas as pd
 from analysis.engine_metrics import engine_metrics
 from analysis.hardware import profiler_windows
 from analysis.summary import SloArg, summarize_run
+from analysis.table import RequestTable
 
 TOP_OPERATORS = 10
 SETUP_KEYS = ("engine", "engine_version", "model", "dtype", "hardware")  # the run row's setup columns
@@ -40,9 +41,10 @@ def top_operators(rows: Sequence[Mapping[str, Any]], n: int = TOP_OPERATORS) -> 
     return [r for r in rows if (r.get("rank") or 0) <= n]
 
 
-def run_report(data: StoredRun, slo: SloArg = None) -> dict[str, Any]:
-    """The summary object of `servelab summary --json`; `slo` None judges by the run's own SLO."""
-    summary = summarize_run(data.run, data.steps, data.requests, slo, data.samples)
+def run_report(data: StoredRun, slo: SloArg = None, table: RequestTable | None = None) -> dict[str, Any]:
+    """The summary object of `servelab summary --json`; `slo` None judges by the run's own SLO;
+    `table` the run's RequestTable when the caller built it already."""
+    summary = summarize_run(data.run, data.steps, data.requests, slo, data.samples, table=table)
     summary["operators"] = top_operators(data.operators)
     summary["setup"] = {k: data.run.get(k) for k in SETUP_KEYS}
     summary["engine_metrics"] = engine_metrics(getattr(data, "engine_samples", None))

@@ -209,14 +209,15 @@ def target_terms(load: Mapping[str, Any]) -> dict[str, Any]:
 
 def summarize_run(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
                   requests: pd.DataFrame | list[Mapping[str, Any]], slo: SloArg = None,
-                  samples: hw.SampleArg = None) -> dict[str, Any]:
+                  samples: hw.SampleArg = None, table: RequestTable | None = None) -> dict[str, Any]:
     """Summary of a run: run-level figures over all steps' measured requests, plus `steps`.
 
     With slo=None the run's own stored SLO (`config["slo"]`) is used; pass "" or [] for none.
     `samples` (the run's `samples` rows) adds a `hardware` object per step and for the run
-    (analysis/hardware.py); it is None when there are no samples.
+    (analysis/hardware.py); it is None when there are no samples. `table`: the requests'
+    RequestTable when the caller already built it (one per run, shared with measured_latencies).
     """
-    table = request_table(requests)
+    table = request_table(requests) if table is None else table
     terms = slo_terms((run.get("config") or {}).get("slo") if slo is None else slo)
     views = [step_view(s, table, _rows_of_step(table, s)) for s in _steps_or_inferred(steps, table, run)]
     header = {k: run.get(k) for k in ("run_id", "status", "label", "target", "started_at", "ended_at",
@@ -238,10 +239,11 @@ def summarize_run(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
 
 
 def measured_latencies(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]],
-                       requests: pd.DataFrame | list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+                       requests: pd.DataFrame | list[Mapping[str, Any]],
+                       table: RequestTable | None = None) -> dict[str, np.ndarray]:
     """The raw values (ns) behind a run's latency percentiles: TTFT, ITL gaps and E2E of the
     ok requests offered inside the steady windows, the population `summarize_run` reports."""
-    table = request_table(requests)
+    table = request_table(requests) if table is None else table
     views = [step_view(s, table, _rows_of_step(table, s)) for s in _steps_or_inferred(steps, table, run)]
     ok = _union(views, "measured", len(table)) & table.ok
 

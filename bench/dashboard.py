@@ -112,6 +112,7 @@ def cold_load(page: str, params: dict[str, str]) -> float:
     from streamlit.testing.v1 import AppTest
 
     st.cache_data.clear()
+    st.cache_resource.clear()
     script = ROOT / "dashboard" / "app_pages" / f"{page.strip('_').split('_')[0]}.py"
     at = AppTest.from_file(str(script), default_timeout=600)
     for k, v in params.items():

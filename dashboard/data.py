@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.table import RequestTable, request_table
 from servelab.config import DEFAULT_STORE, ENV_PREFIX
 from store import queries
 from store.load import RunData, load_run
@@ -30,12 +31,14 @@ def runs(path: str) -> list[dict]:
     return queries.list_runs(path)
 
 
-@st.cache_data(ttl=300, max_entries=32, show_spinner="Reading the run…")
+@st.cache_resource(ttl=300, max_entries=32, show_spinner="Reading the run…")
 def run_data(path: str, run_id: str, stamp: tuple = ()) -> RunData:
     """One run's stored rows (store.load.load_run, the read path `servelab summary` uses too).
 
     `stamp` is part of the cache key only: pass what the run listing says about the run
-    (status, request count, end time) so a run that changed is read again at once.
+    (status, request count, end time) so a run that changed is read again at once. Kept as
+    one shared object, not a copy per call (a page reads it several times; unpickling a
+    5,000-request run costs about as much as reading it): callers must not modify it.
     """
     return load_run(path, run_id)
 
@@ -85,13 +88,20 @@ def sweep_result(path: str, sweep_id: str, stamp: tuple = ()) -> dict:
     return summarize_sweep(store_sweeps.get_sweep(path, sweep_id), store_sweeps.get_points(path, sweep_id))
 
 
+@st.cache_data(ttl=300, max_entries=64, show_spinner="Evaluating the run's requests…")
+def run_table(path: str, run_id: str, stamp: tuple = ()) -> RequestTable:
+    """Every per-request metric of a run, evaluated once (analysis.table.request_table): the
+    summary and the raw latencies below both read it (most of a run's summarizing time)."""
+    return request_table(run_data(path, run_id, stamp).requests)
+
+
 @st.cache_data(ttl=300, max_entries=64, show_spinner="Summarizing the run…")
 def plain_summary(path: str, run_id: str, stamp: tuple = ()) -> dict:
     """A run's summary with no SLO terms (analysis.report.run_report over store.load.load_run):
     the same object `servelab gate` judges each repeat by, read without writing."""
     from analysis.report import run_report
 
-    return run_report(run_data(path, run_id, stamp), [])
+    return run_report(run_data(path, run_id, stamp), [], table=run_table(path, run_id, stamp))
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner="Reading the run's latencies…")
@@ -101,4 +111,4 @@ def latencies(path: str, run_id: str, stamp: tuple = ()) -> dict:
     from analysis.summary import measured_latencies
 
     stored = run_data(path, run_id, stamp)
-    return measured_latencies(stored.run, stored.steps, stored.requests)
+    return measured_latencies(stored.run, stored.steps, stored.requests, table=run_table(path, run_id, stamp))

@@ -17,8 +17,10 @@ def store(tmp_path, monkeypatch):
     dfx.add_sweep(path)
     monkeypatch.setenv("SERVELAB_STORE", str(path))
     st.cache_data.clear()
+    st.cache_resource.clear()
     yield path
     st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def no_errors(at: AppTest) -> None:

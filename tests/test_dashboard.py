@@ -41,8 +41,10 @@ def store_file(tmp_path_factory) -> Path:
 def _fresh_cache():
     """The pages cache reads per store path; no test may see another test's cached rows."""
     st.cache_data.clear()
+    st.cache_resource.clear()
     yield
     st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def run_app(monkeypatch, store: Path, script: Path = APP, run: str | None = None,

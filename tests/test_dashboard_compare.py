@@ -41,8 +41,10 @@ def two_labels(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     st.cache_data.clear()
+    st.cache_resource.clear()
     yield
     st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def page(monkeypatch, store: Path, name: str, **params: str) -> AppTest:

@@ -183,6 +183,7 @@ def test_decision_pages_without_sweeps_say_how_to_start_one(tmp_path, monkeypatc
     connect_write(tmp_path / "e.duckdb").close()
     monkeypatch.setenv("SERVELAB_STORE", str(tmp_path / "e.duckdb"))
     st.cache_data.clear()
+    st.cache_resource.clear()
     for name in ("frontier", "levers", "recommend"):
         at = page(name)
         assert not at.exception

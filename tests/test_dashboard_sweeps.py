@@ -38,8 +38,10 @@ def store(tmp_path, monkeypatch):
     store_sweeps.finish_sweep(path, "s1", "completed", None)
     monkeypatch.setenv("SERVELAB_STORE", str(path))
     st.cache_data.clear()
+    st.cache_resource.clear()
     yield path
     st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def test_sweeps_page_shows_capacity_latency_and_attainment(store):
@@ -59,6 +61,7 @@ def test_sweeps_page_without_sweeps_says_how_to_start_one(tmp_path, monkeypatch)
     connect_write(tmp_path / "e.duckdb").close()
     monkeypatch.setenv("SERVELAB_STORE", str(tmp_path / "e.duckdb"))
     st.cache_data.clear()
+    st.cache_resource.clear()
     at = AppTest.from_file(str(PAGE), default_timeout=60).run()
     assert not at.exception
     assert "servelab sweep" in at.info[0].value
