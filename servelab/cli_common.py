@@ -7,6 +7,8 @@ their commands on `app`.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -54,13 +56,23 @@ def parse_indices(text: str | None) -> list[int] | None:
         raise UserError(f"bad --gpu-devices {text!r}: expected indices like 0,1") from None
 
 
-def stdout_console():
+# Piped or captured output (a CI log, `| tee`) has no width: rich would assume 80 columns and
+# elide a wide table's figures with "…". Such output gets room instead ($COLUMNS still wins).
+LOG_WIDTH = 200
+
+
+def _console(stderr: bool):
     from rich.console import Console
 
-    return Console()
+    stream = sys.stderr if stderr else sys.stdout
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        return Console(stderr=stderr, width=LOG_WIDTH)
+    return Console(stderr=stderr)
+
+
+def stdout_console():
+    return _console(stderr=False)
 
 
 def stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return _console(stderr=True)
