@@ -12,7 +12,10 @@ highest passing load below hi = the lowest failing load. Its next probe is
   [low, high];
 - only passes: lo times clamp(1 / margin, 1 + rel_tol, 4) (far below the SLO, jump far),
   never above `high`; only fails: hi divided by clamp(sqrt(margin), 1 + rel_tol, 4), never
-  below `low`; a hinted repeat steps by at most 1 + 2 rel_tol;
+  below `low`; a hinted repeat steps by at most 1 + 2 rel_tol. When the last step's margin
+  did not follow the load (it moved by less than half the step's log-ratio: a p99 over a
+  short window that sits near the line whatever the load), the step is at least the last
+  one squared (a galloping search), so a flat margin cannot creep by rel_tol to max_probes;
 - a bracket: the crossing predicted by interpolating log(margin) linearly in load
   (regula falsi), kept at least rel_tol/2 inside the bracket; when the last two probes moved
   the same end (the curve's convexity makes regula falsi creep), the geometric middle
@@ -115,6 +118,24 @@ def _jump(m: float | None, rel_tol: float, hinted: bool) -> float:
     return min(step, 1.0 + 2 * rel_tol) if hinted else step
 
 
+def _gallop(probes: Sequence[Probe], step: float, passes: bool) -> float:
+    """`step`, or at least the last step squared when the last two probes went the same way
+    (both passes, or both fails) and the margin moved by less than half the step's
+    log-ratio: the margin is not following the load, so 1 / margin would creep."""
+    if len(probes) < 2:
+        return step
+    a, b = probes[-2], probes[-1]
+    if a.slo_met != passes or b.slo_met != passes or not (_usable(a.margin) and _usable(b.margin)):
+        return step
+    ratio = b.load / a.load if passes else a.load / b.load
+    if ratio <= 1:
+        return step
+    moved = math.log(b.margin / a.margin) if passes else math.log(a.margin / b.margin)  # type: ignore[operator]
+    if moved >= 0.5 * math.log(ratio):
+        return step
+    return min(MAX_JUMP, max(step, ratio * ratio))
+
+
 def next_load(probes: Sequence[Probe], low: float, high: float, rel_tol: float, max_probes: int,
               hint: float | None = None) -> float | None:
     """The next load one repeat's search should measure, or None when the repeat is done."""
@@ -126,10 +147,12 @@ def next_load(probes: Sequence[Probe], low: float, high: float, rel_tol: float, 
     b = bracket(probes)
     if b.hi is None and b.lo is not None:  # only passes
         top = max(p.load for p in probes)
-        return None if top >= high else min(high, b.lo.load * _jump(b.lo.margin, rel_tol, hint is not None))
+        step = _gallop(probes, _jump(b.lo.margin, rel_tol, hint is not None), passes=True)
+        return None if top >= high else min(high, b.lo.load * step)
     if b.lo is None and b.hi is not None:  # only fails
         bottom = min(p.load for p in probes)
-        return None if bottom <= low else max(low, b.hi.load / _jump(b.hi.margin, rel_tol, hint is not None))
+        step = _gallop(probes, _jump(b.hi.margin, rel_tol, hint is not None), passes=False)
+        return None if bottom <= low else max(low, b.hi.load / step)
     assert b.lo is not None and b.hi is not None  # a probe is either a pass or a fail
     lo, hi = b.lo.load, b.hi.load
     if hi / lo - 1 <= rel_tol:

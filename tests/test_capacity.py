@@ -39,6 +39,18 @@ def test_search_brackets_the_crossing_within_the_tolerance_in_few_probes(true_ca
     assert est.output_tok_s == pytest.approx(est.value * 10.0)
 
 
+@pytest.mark.parametrize("cliff, flat", [(20.0, 0.99), (1.5, 1.02)])
+def test_a_margin_that_does_not_follow_the_load_is_left_by_galloping(cliff, flat):
+    # A p99 over a short window can sit near the line whatever the load, up to a cliff: 1 / margin
+    # would step by rel_tol each probe (from 5.66 to 20 at 1% a step: 127 probes).
+    curve = (lambda r: flat if r < cliff else 5.0) if flat < 1 else (lambda r: flat if r > cliff else 0.5)
+    probes = search(curve, rel_tol=0.01, max_probes=40)
+    b = bracket(probes)
+    assert b.lo is not None and b.hi is not None and b.lo.load <= cliff <= b.hi.load
+    assert b.hi.load / b.lo.load - 1 <= 0.01
+    assert len(probes) <= 20, [round(p.load, 3) for p in probes]
+
+
 def test_a_hint_near_the_answer_saves_probes():
     curve = queue_like(6.0)
     assert len(search(curve, hint=6.1)) < len(search(curve))

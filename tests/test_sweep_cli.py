@@ -91,7 +91,9 @@ def test_kill_9_keeps_finished_points_and_resume_measures_only_the_rest(cli, tmp
     r = cli("sweep", "--resume", sweep_id, "--store", "s.duckdb", "--json", timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["status"] == "completed" and out["setups"][0]["capacity_req_s"]["value"] is not None
+    # A capacity, or (a loaded machine can fail the SLO at the lowest load) the bound it lies beyond, said.
+    cap, message = out["setups"][0]["capacity_req_s"], out["setups"][0]["capacity_message"]
+    assert out["status"] == "completed" and (cap["value"] is not None or (cap["bound"] and message)), out
     with duckdb.connect(str(db), read_only=True) as con:
         after = con.execute("SELECT probe, rate, run_id FROM sweep_points ORDER BY probe").fetchall()
     assert after[:kept] == before[:kept]  # finished points were not measured again
