@@ -108,11 +108,11 @@ def pages() -> dict[str, dict[str, str]]:
 
 
 def cold_load(page: str, params: dict[str, str]) -> float:
-    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    from dashboard.data import clear_caches
+
+    clear_caches()
     script = ROOT / "dashboard" / "app_pages" / f"{page.strip('_').split('_')[0]}.py"
     at = AppTest.from_file(str(script), default_timeout=600)
     for k, v in params.items():

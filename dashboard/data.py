@@ -43,6 +43,12 @@ def run_data(path: str, run_id: str, stamp: tuple = ()) -> RunData:
     return load_run(path, run_id)
 
 
+def clear_caches() -> None:
+    """Forget every cached read: Streamlit's data caches and the loaded runs kept as resources."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 def run_stamp(row: dict) -> tuple:
     """What changes in a run's listing row while it runs, finishes or is recovered."""
     return row.get("status"), row.get("requests"), row.get("steps"), row.get("ended_at")

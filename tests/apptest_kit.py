@@ -4,9 +4,9 @@ the check that a page rendered without an exception or an error box."""
 from __future__ import annotations
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.data import clear_caches
 import decision_fixtures as dfx
 
 
@@ -16,11 +16,9 @@ def store(tmp_path, monkeypatch):
     path = tmp_path / "s.duckdb"
     dfx.add_sweep(path)
     monkeypatch.setenv("SERVELAB_STORE", str(path))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     yield path
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 def no_errors(at: AppTest) -> None:

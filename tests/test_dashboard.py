@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.data import clear_caches
 from apptest_kit import no_errors
 import store_fixtures as fx
 from store import add_step, create_run, finish_run
@@ -40,11 +40,9 @@ def store_file(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """The pages cache reads per store path; no test may see another test's cached rows."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 def run_app(monkeypatch, store: Path, script: Path = APP, run: str | None = None,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.data import clear_caches
 import store_fixtures as fx
 from analysis import compare
 from apptest_kit import no_errors
@@ -40,11 +40,9 @@ def two_labels(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 def page(monkeypatch, store: Path, name: str, **params: str) -> AppTest:

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.data import clear_caches
 from apptest_kit import no_errors, store  # noqa: F401 (a fixture)
 import decision_fixtures as dfx
 from dashboard.pricing import FIDELITY, OVERRIDES, PRICING
@@ -182,8 +182,7 @@ def test_decision_pages_without_sweeps_say_how_to_start_one(tmp_path, monkeypatc
 
     connect_write(tmp_path / "e.duckdb").close()
     monkeypatch.setenv("SERVELAB_STORE", str(tmp_path / "e.duckdb"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     for name in ("frontier", "levers", "recommend"):
         at = page(name)
         assert not at.exception

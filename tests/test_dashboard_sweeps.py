@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.data import clear_caches
 from store import sweeps as store_sweeps
 from store.schema import connect_write
 
@@ -37,11 +37,9 @@ def store(tmp_path, monkeypatch):
                                               "point": point(setup, r, k, base * f, p99)})
     store_sweeps.finish_sweep(path, "s1", "completed", None)
     monkeypatch.setenv("SERVELAB_STORE", str(path))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     yield path
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 def test_sweeps_page_shows_capacity_latency_and_attainment(store):
@@ -60,8 +58,7 @@ def test_sweeps_page_shows_capacity_latency_and_attainment(store):
 def test_sweeps_page_without_sweeps_says_how_to_start_one(tmp_path, monkeypatch):
     connect_write(tmp_path / "e.duckdb").close()
     monkeypatch.setenv("SERVELAB_STORE", str(tmp_path / "e.duckdb"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     at = AppTest.from_file(str(PAGE), default_timeout=60).run()
     assert not at.exception
     assert "servelab sweep" in at.info[0].value
