@@ -106,6 +106,17 @@ def _watch_parent(parent: int, stop: threading.Event) -> None:
     stop.set()
 
 
+def on_signals() -> list[int]:
+    """SIGTERM/SIGINT append their number to the returned list, and do nothing else: a handler
+    runs between two bytecodes of the main thread, which may hold the lock of the very Event
+    the handler would set (inside `Event.wait`), and that lock is not reentrant, so a handler
+    calling `Event.set()` can hang the process for good."""
+    signalled: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: signalled.append(signum))
+    return signalled
+
+
 def run(spec: dict[str, Any], out=sys.stdout) -> None:
     """Sample until SIGTERM/SIGINT or the parent's death; notices and `ready` go to `out`."""
     spool = Path(spec["spool_dir"])
@@ -118,8 +129,7 @@ def run(spec: dict[str, Any], out=sys.stdout) -> None:
         print(json.dumps({"note": note}), file=out, flush=True)
     print(json.dumps({"event": "ready", "producers": [n for n, _, _ in readers]}), file=out, flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signalled = on_signals()
     # The spec names the parent: if it died before this line, getppid() already differs.
     parent = int(spec.get("parent_pid") or os.getppid())
     threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
@@ -128,8 +138,9 @@ def run(spec: dict[str, Any], out=sys.stdout) -> None:
                for (_, r, hz), w in zip(readers, writers)]
     for t in threads:
         t.start()
-    while not stop.wait(0.2):
+    while not (stop.wait(0.2) or signalled):
         pass
+    stop.set()
     for t in threads:
         t.join(5)
     for w in writers:

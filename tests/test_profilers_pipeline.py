@@ -128,3 +128,21 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_signal_while_the_stop_event_is_locked_does_not_hang(tmp_path):
+    """Seen once in CI: a sampler outlived its killed parent by over 20 s. Its SIGTERM handler
+    called `stop.set()`, and the signal came while the main thread, inside `stop.wait()`, held
+    that Event's (non-reentrant) lock: the handler waited for its own thread. The handler now
+    only records the signal; here the lock is held on purpose while the signal arrives."""
+    script = ("import os, signal, threading\n"
+              "from profilers.sampler import on_signals\n"
+              "stop = threading.Event()\n"
+              "signalled = on_signals()\n"
+              "with stop._cond:  # as inside Event.wait\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    sum(range(1000))  # the handler runs between these bytecodes\n"
+              "print(signalled, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"[{int(signal.SIGTERM)}]"
