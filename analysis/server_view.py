@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from analysis.records import as_records
 
@@ -65,6 +66,15 @@ def _dist(values: list[float]) -> dict[str, float | None]:
 
 def server_view(requests: Iterable[Mapping[str, Any]] | Any, mask: np.ndarray | None = None) -> dict[str, Any] | None:
     """The counts and distributions above over `requests` (optionally the rows in `mask`)."""
+    if isinstance(requests, pd.DataFrame):  # only rows with the server's object or a refusal count
+        keep = np.zeros(len(requests), dtype=bool)
+        if "server" in requests:
+            keep |= requests["server"].notna().to_numpy(dtype=bool)
+        if "http_status" in requests:
+            keep |= requests["http_status"].isin(REFUSALS).to_numpy(dtype=bool, na_value=False)
+        if mask is not None:
+            keep &= np.asarray(mask, dtype=bool)
+        requests, mask = requests[keep], None
     records = as_records(requests, COLUMNS)
     if mask is not None:
         records = [r for r, keep in zip(records, mask) if keep]

@@ -56,7 +56,13 @@ def _floats(values: list[Any]) -> np.ndarray:
 
 
 def request_table(requests: pd.DataFrame | Iterable[Mapping[str, Any]]) -> RequestTable:
-    """Evaluate every per-request metric once and lay the results out as columns."""
+    """Evaluate every per-request metric once and lay the results out as columns.
+
+    A frame whose integer fields have integer dtypes (what the store returns) is evaluated
+    column-wise (`_frame_table`, the same formulas over whole columns, tested equal to the
+    per-record path); anything else goes through the per-record definitions."""
+    if isinstance(requests, pd.DataFrame) and _integer_columns(requests):
+        return _frame_table(requests)
     records = as_records(requests, columns=FIELDS)
     cols: dict[str, list[Any]] = {k: [] for k in (*PER_REQUEST, *TIMES, "out", "prompt")}
     for r in records:
@@ -79,6 +85,61 @@ def request_table(requests: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Reque
         gaps=gaps, gap_row=gap_row, token_gaps=gaps / per_gap[gap_row] if gaps.size else gaps.astype(np.float64),
         usage_missing=np.array([r.get("output_tokens") is None and bool(r.get("output_tokens_client"))
                                 for r in records], dtype=bool),
+    )
+
+
+INTEGER_FIELDS = ("step", "t_sched_ns", "t_send_ns", "t_first_ns", "t_last_ns", "output_tokens",
+                  "output_tokens_client", "prompt_tokens", "prompt_tokens_client")
+
+
+def _integer_columns(df: pd.DataFrame) -> bool:
+    """Every integer field present has an integer dtype (a float column could have rounded
+    a large timestamp already; those frames take the per-record path)."""
+    return all(pd.api.types.is_integer_dtype(df[name].dtype) for name in INTEGER_FIELDS if name in df)
+
+
+def _ints(df: pd.DataFrame, name: str) -> pd.Series:
+    """The column as nullable Int64 (all NA when the frame lacks it, as `field` gives None)."""
+    if name not in df:
+        return pd.Series(pd.NA, index=df.index, dtype="Int64")
+    return df[name].astype("Int64")
+
+
+def _f64(s: pd.Series) -> np.ndarray:
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _frame_table(df: pd.DataFrame) -> RequestTable:
+    """request_table over whole columns: the formulas of analysis/metrics.py, with integer
+    differences taken exactly in int64 before they become float64 (as the per-record path)."""
+    col = {name: _ints(df, name) for name in INTEGER_FIELDS}
+    raw = df["chunk_ns"].tolist() if "chunk_ns" in df else [[] for _ in range(len(df))]
+    lists = raw if all(type(v) is list for v in raw) else [chunks({"chunk_ns": v}) for v in raw]
+    n_chunks = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    first, send, last = col["t_first_ns"], col["t_send_ns"], col["t_last_ns"]
+    out = col["output_tokens"].fillna(col["output_tokens_client"])
+    span = last - first
+    n, span_f = _f64(out), _f64(span)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where((n >= 2) & ~np.isnan(span_f) & (n_chunks >= 2), span_f / (n - 1), np.nan)
+        usage = _f64(col["output_tokens"])
+        per_gap = np.where(np.isnan(usage) | (n_chunks < 2), 1.0,
+                           np.maximum(1.0, (usage - 1) / np.maximum(n_chunks - 1, 1)))
+    values = {"ttft": _f64(first - send), "ttft_sched": _f64(first - col["t_sched_ns"]),
+              "schedule_lag": _f64(send - col["t_sched_ns"]), "e2e": _f64(last - send), "tpot": tpot}
+    gaps, gap_row = itl_gaps(lists)
+    values["itl_max"] = _row_max(gaps, gap_row, len(lists))
+    status = df["status"] if "status" in df else pd.Series(None, index=df.index, dtype=object)
+    client = col["output_tokens_client"]
+    return RequestTable(
+        step=_f64(col["step"]),
+        status=status.astype(object).where(status.notna(), None).to_numpy(dtype=object),
+        ok=(status == "ok").to_numpy(dtype=bool, na_value=False),
+        times={name: _f64(col[name]) for name in TIMES},
+        values=values, output_tokens=n, prompt_tokens=_f64(col["prompt_tokens"].fillna(col["prompt_tokens_client"])),
+        gaps=gaps, gap_row=gap_row, token_gaps=gaps / per_gap[gap_row] if gaps.size else gaps.astype(np.float64),
+        usage_missing=(col["output_tokens"].isna() & client.notna() & (client != 0)).to_numpy(dtype=bool,
+                                                                                              na_value=False),
     )
 
 

@@ -8,15 +8,18 @@ writer or showing a traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import streamlit as st
 
 from analysis.table import RequestTable, request_table
 from servelab.config import DEFAULT_STORE, ENV_PREFIX
 from store import queries
 from store.load import RunData, load_run
-from store.schema import StoreBusyError, StoreError
+from store.schema import StoreBusyError, StoreError, connect_read
 
 START_HINT = "Start one with `servelab run --target builtin --rate 2 --duration 10`."
 
@@ -31,16 +34,47 @@ def runs(path: str) -> list[dict]:
     return queries.list_runs(path)
 
 
+class SharedOpen:
+    """One read-only open of the store shared by the reads of a page that loads many runs (a
+    run set): made at the first read that misses the caches, closed when the page is done
+    (`shared_open`). An open and close cost about as much as reading a 5,000-request run."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def source(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = connect_read(self.path)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+@contextmanager
+def shared_open(path: str) -> Iterator[SharedOpen]:
+    """`with shared_open(path) as shared: run_data(path, id, stamp, shared) ...`"""
+    shared = SharedOpen(path)
+    try:
+        yield shared
+    finally:
+        shared.close()
+
+
 @st.cache_resource(ttl=300, max_entries=32, show_spinner="Reading the run…")
-def run_data(path: str, run_id: str, stamp: tuple = ()) -> RunData:
+def run_data(path: str, run_id: str, stamp: tuple = (), _shared: SharedOpen | None = None) -> RunData:
     """One run's stored rows (store.load.load_run, the read path `servelab summary` uses too).
 
     `stamp` is part of the cache key only: pass what the run listing says about the run
     (status, request count, end time) so a run that changed is read again at once. Kept as
     one shared object, not a copy per call (a page reads it several times; unpickling a
     5,000-request run costs about as much as reading it): callers must not modify it.
+    `_shared` (not part of the key) reads through a page's one open instead of a new one.
     """
-    return load_run(path, run_id)
+    return load_run(_shared.source() if _shared else path, run_id)
 
 
 def clear_caches() -> None:
@@ -95,26 +129,27 @@ def sweep_result(path: str, sweep_id: str, stamp: tuple = ()) -> dict:
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner="Evaluating the run's requests…")
-def run_table(path: str, run_id: str, stamp: tuple = ()) -> RequestTable:
+def run_table(path: str, run_id: str, stamp: tuple = (), _shared: SharedOpen | None = None) -> RequestTable:
     """Every per-request metric of a run, evaluated once (analysis.table.request_table): the
-    summary and the raw latencies below both read it (most of a run's summarizing time)."""
-    return request_table(run_data(path, run_id, stamp).requests)
+    summary and the raw latencies below both read it."""
+    return request_table(run_data(path, run_id, stamp, _shared).requests)
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner="Summarizing the run…")
-def plain_summary(path: str, run_id: str, stamp: tuple = ()) -> dict:
+def plain_summary(path: str, run_id: str, stamp: tuple = (), _shared: SharedOpen | None = None) -> dict:
     """A run's summary with no SLO terms (analysis.report.run_report over store.load.load_run):
     the same object `servelab gate` judges each repeat by, read without writing."""
     from analysis.report import run_report
 
-    return run_report(run_data(path, run_id, stamp), [], table=run_table(path, run_id, stamp))
+    return run_report(run_data(path, run_id, stamp, _shared), [], table=run_table(path, run_id, stamp, _shared))
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner="Reading the run's latencies…")
-def latencies(path: str, run_id: str, stamp: tuple = ()) -> dict:
+def latencies(path: str, run_id: str, stamp: tuple = (), _shared: SharedOpen | None = None) -> dict:
     """The raw TTFT, ITL and E2E values (ns) behind a run's percentiles
     (analysis.summary.measured_latencies over the stored rows)."""
     from analysis.summary import measured_latencies
 
-    stored = run_data(path, run_id, stamp)
-    return measured_latencies(stored.run, stored.steps, stored.requests, table=run_table(path, run_id, stamp))
+    stored = run_data(path, run_id, stamp, _shared)
+    return measured_latencies(stored.run, stored.steps, stored.requests,
+                              table=run_table(path, run_id, stamp, _shared))

@@ -8,13 +8,12 @@ are computed from. The summary itself is pure: `analysis.report.run_report`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from store import profiles, queries
-from store.schema import connect_read
+from store.schema import Readable, reading
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,11 @@ class RunData:
     engine_samples: pd.DataFrame  # the target's /metrics during the run (servelab/telemetry.py)
 
 
-def load_run(path: str | Path, run_id: str) -> RunData:
+def load_run(source: Readable, run_id: str) -> RunData:
     """Every stored row of `run_id` (StoreError: no store, not a servelab store, no such run),
-    read through one read-only open (an open costs about as much as the reads of a 5,000-request run)."""
-    with connect_read(path) as con:
+    read through one read-only open (an open costs about as much as the reads of a 5,000-request
+    run); `source` is the store's path, or a read-only connection that many loads share."""
+    with reading(source) as con:
         return RunData(run=queries.get_run(con, run_id), steps=queries.get_steps(con, run_id),
                        requests=queries.get_requests(con, run_id), samples=profiles.get_samples(con, run_id),
                        operators=profiles.get_operators(con, run_id),

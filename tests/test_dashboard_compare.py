@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import data as dashboard_data
 from dashboard.data import clear_caches
 import store_fixtures as fx
 from analysis import compare
@@ -94,6 +95,29 @@ def test_compare_two_label_sets_uses_the_gate_statistics(monkeypatch, two_labels
     assert list(diff["setting"]) == ["label"]
     names = [b.label for b in at.get("download_button")]
     assert {"TTFT ECDF (CSV)", "ITL ECDF (CSV)", "E2E ECDF (CSV)", "deltas (CSV)"} <= set(names)
+
+
+@pytest.mark.parametrize("name, params", [("compare", {"A": "before", "B": "after"}),
+                                          ("gate", {"baseline": "before", "candidate": "after"})])
+def test_a_run_set_is_read_through_one_open_closed_before_the_page_ends(monkeypatch, two_labels, name, params):
+    """Eight runs, one open of the store (an open costs about what reading a run does), and no
+    read handle left behind: a writer in another process can take the store at once."""
+    opens = []
+
+    def counted(path, *args, **kw):
+        opens.append(path)
+        return real(path, *args, **kw)
+
+    real = dashboard_data.connect_read
+    monkeypatch.setattr(dashboard_data, "connect_read", counted)
+    clear_caches()
+    no_errors(page(monkeypatch, two_labels, name, **params))
+    assert opens == [str(two_labels)]
+    import duckdb
+
+    duckdb.connect(str(two_labels)).close()  # would fail on DuckDB's file lock with a read open left
+    no_errors(page(monkeypatch, two_labels, name, **params))  # every run cached now: no open at all
+    assert len(opens) == 1
 
 
 def test_compare_two_runs_bootstraps_over_requests(monkeypatch, tmp_path):

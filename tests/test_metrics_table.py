@@ -12,7 +12,7 @@ from analysis.metrics import (
     e2e_ns, itl_gaps, max_itl_ns, schedule_lag_ns, tpot_ns, ttft_ns, ttft_sched_ns,
 )
 from analysis.slo import meets_mask, meets_slo, parse_slo, pass_mask, term_passes
-from analysis.table import request_table
+from analysis.table import INTEGER_FIELDS, RequestTable, request_table
 
 MS = 1_000_000
 DEFINITIONS = {"ttft": ttft_ns, "ttft_sched": ttft_sched_ns, "schedule_lag": schedule_lag_ns,
@@ -55,6 +55,40 @@ def test_table_columns_equal_the_per_record_definitions():
             for i, r in enumerate(recs):
                 assert same(table.values[name][i], fn(r)), (name, i)
         assert list(table.ok) == [r["status"] == "ok" for r in recs]
+
+
+def assert_same_table(a: RequestTable, b: RequestTable) -> None:
+    """Every column of two tables equal, NaN matching NaN (exactly: no tolerance)."""
+    def eq(x, y, what):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape, what
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            assert np.array_equal(x, y, equal_nan=True), what
+        else:
+            assert x.tolist() == y.tolist(), what
+
+    for name in ("step", "status", "ok", "output_tokens", "prompt_tokens", "gaps", "gap_row", "token_gaps",
+                 "usage_missing"):
+        eq(getattr(a, name), getattr(b, name), name)
+    for group in ("times", "values"):
+        assert getattr(a, group).keys() == getattr(b, group).keys(), group
+        for name in getattr(a, group):
+            eq(getattr(a, group)[name], getattr(b, group)[name], f"{group}.{name}")
+
+
+def test_the_column_wise_table_of_a_store_frame_equals_the_per_record_one():
+    """A frame with integer dtypes (as store.queries.get_requests returns) is evaluated over
+    whole columns; it must give exactly what the per-record definitions give."""
+    recs = random_records(600, seed=5)
+    for i, r in enumerate(recs[::7]):  # packed tokens, usage without a client count, no status
+        r["output_tokens"] = 3 * len(r["chunk_ns"]) + 1
+        r["output_tokens_client"] = None if i % 2 else 0
+        r["status"] = None if i % 3 == 0 else r["status"]
+    frame = pd.DataFrame(recs).astype({k: "Int64" for k in INTEGER_FIELDS})
+    assert_same_table(request_table(frame), request_table(recs))
+    narrow = frame.drop(columns=["t_sched_ns", "prompt_tokens_client", "chunk_ns"])
+    assert_same_table(request_table(narrow), request_table(narrow.to_dict("records")))
+    assert_same_table(request_table(frame.iloc[:0]), request_table([]))
 
 
 def test_itl_gaps_keep_requests_apart():

@@ -59,3 +59,18 @@ def test_the_run_summary_carries_the_servers_view_of_its_measured_requests():
     s = summarize_run({"run_id": "r", "status": "completed"}, [step], reqs)
     assert s["server"]["responses"] == s["measured_requests"]
     assert sum(s["server"]["cache"].values()) == s["measured_requests"]
+
+
+def test_a_frame_with_a_mask_gives_what_its_records_give():
+    """A frame skips rows that carry neither the server's object nor a refusal before reading
+    them: the same view as the records, with and without a mask."""
+    recs = [served("miss", "high"), refused(429, "low", "rate_limit_exceeded"),
+            {"server": None, "status": "ok", "http_status": 200, "error": None},
+            served("exact", "low", queue_ms=0.0), refused(401, None, "invalid_api_key"),
+            {"server": None, "status": "conn_error", "http_status": None, "error": "refused"},
+            served("miss", "low", "max_tokens", embed_ms=20.0)] * 3
+    frame = pd.DataFrame(recs).astype({"http_status": "Int64"})
+    mask = np.arange(len(recs)) % 4 != 1
+    assert server_view(frame) == server_view(recs)
+    assert server_view(frame, mask) == server_view(recs, mask)
+    assert server_view(frame.iloc[[2, 5]]) is None

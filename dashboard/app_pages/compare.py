@@ -17,9 +17,13 @@ if not tokens["A"] or not tokens["B"]:
 ids = {side: run_sets.resolve(rows, picks, path) for side, picks in tokens.items()}
 names = {side: ", ".join(picks) for side, picks in tokens.items()}
 stamps = {i: data.run_stamp(by_id[i]) for side in ids.values() for i in side}
-summaries = {side: [data.guarded(data.plain_summary, path, i, stamps[i]) for i in run_ids]
-             for side, run_ids in ids.items()}
-values = {side: [data.guarded(data.latencies, path, i, stamps[i]) for i in run_ids] for side, run_ids in ids.items()}
+with data.shared_open(path) as shared:  # one open for every run not cached yet
+    summaries = {side: [data.guarded(data.plain_summary, path, i, stamps[i], shared) for i in run_ids]
+                 for side, run_ids in ids.items()}
+    values = {side: [data.guarded(data.latencies, path, i, stamps[i], shared) for i in run_ids]
+              for side, run_ids in ids.items()}
+    configs = {side: [data.guarded(data.run_data, path, i, stamps[i], shared).run for i in run_ids]
+               for side, run_ids in ids.items()}
 st.caption(f"A: {len(ids['A'])} run(s) · B: {len(ids['B'])} run(s). Over each run's measured requests (ok ones "
            "inside the steady window), as its summary counts them.")
 
@@ -73,7 +77,6 @@ st.dataframe(deltas, hide_index=True, width="stretch", column_config={
 st.download_button("deltas (CSV)", deltas.to_csv(index=False), "compare-deltas.csv", "text/csv")
 
 st.subheader("What changed")
-configs = {side: [data.guarded(data.run_data, path, i, stamps[i]).run for i in run_ids] for side, run_ids in ids.items()}
 diff = compare.config_diff([r.get("config") or {} for r in configs["A"]], [r.get("config") or {} for r in configs["B"]])
 if not diff:
     st.info("The stored configs are the same on both sides.")

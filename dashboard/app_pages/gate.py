@@ -29,10 +29,11 @@ if not tokens["baseline"] or not tokens["candidate"] or not names:
     st.info("Pick a baseline, a candidate and at least one metric.")
     st.stop()
 ids = {side: run_sets.resolve(rows, picks, path) for side, picks in tokens.items()}
-summaries = {side: {i: data.guarded(data.plain_summary, path, i, data.run_stamp(by_id[i])) for i in run_ids}
-             for side, run_ids in ids.items()}
-loads = {side: [(i, (data.guarded(data.run_data, path, i, data.run_stamp(by_id[i])).run.get("config") or {})
-                 .get("load") or {}) for i in run_ids] for side, run_ids in ids.items()}
+with data.shared_open(path) as shared:  # one open for every run not cached yet
+    summaries = {side: {i: data.guarded(data.plain_summary, path, i, data.run_stamp(by_id[i]), shared)
+                        for i in run_ids} for side, run_ids in ids.items()}
+    loads = {side: [(i, (data.guarded(data.run_data, path, i, data.run_stamp(by_id[i]), shared).run.get("config")
+                         or {}).get("load") or {}) for i in run_ids] for side, run_ids in ids.items()}
 try:
     result = gate_views.judge_stored(summaries, loads, parse_metrics(",".join(names)), int(repeats), float(alpha),
                                      {side: ",".join(t) for side, t in tokens.items()})
