@@ -17,11 +17,22 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
+def _load_prctl():
+    """libc's prctl, looked up here in the parent: the child between fork and exec must not
+    dlopen (another thread of the parent may have held the loader's lock at the fork)."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: children may outlive a killed CLI
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: children may outlive a killed CLI
+        return None
+
+
+_PRCTL = _load_prctl() if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent(parent: int) -> None:
+    if _PRCTL is None:
         return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
     # The parent may have died between fork and prctl: then no signal will ever come.
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
