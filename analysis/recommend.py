@@ -88,10 +88,22 @@ def _candidate(setup: Mapping[str, Any], price: Mapping[str, Any] | None, traffi
             "prices_source": price.get("source")}
 
 
+def _planned(c: Mapping[str, Any]) -> float:
+    """What the copies hold at the planning capacity (the tie-break between equal costs)."""
+    return c["replicas"] * c["planning_capacity_req_s"]
+
+
 def _costs_more(c: Mapping[str, Any], best: Mapping[str, Any]) -> str:
     extra = c["usd_per_hour"] - best["usd_per_hour"]
-    pct = 100.0 * extra / best["usd_per_hour"] if best["usd_per_hour"] > 0 else float("inf")
     copies = f"{c['replicas']} cop{'y' if c['replicas'] == 1 else 'ies'}"
+    if extra <= 0:  # the same $/hour: lost the tie-break
+        if _planned(c) < _planned(best):
+            why = (f"{best['setup']} holds more at the planning capacity ({_planned(best):.4g} vs "
+                   f"{_planned(c):.4g} req/s)")
+        else:
+            why = f"{best['setup']} comes first by name"
+        return f"costs the same ({copies} at ${c['usd_per_hour']:.4g}/h); {why}"
+    pct = 100.0 * extra / best["usd_per_hour"] if best["usd_per_hour"] > 0 else float("inf")
     return (f"costs more: {copies} at ${c['usd_per_hour']:.4g}/h, +${extra:.4g}/h (+{pct:.0f}%) "
             f"over {best['setup']}")
 
@@ -116,7 +128,7 @@ def recommend(sweep: Mapping[str, Any], traffic: float, prices: Mapping[str, Map
             continue
         cand["fidelity"] = report
         viable.append(cand)
-    viable.sort(key=lambda c: (c["usd_per_hour"], -c["replicas"] * c["planning_capacity_req_s"], str(c["setup"])))
+    viable.sort(key=lambda c: (c["usd_per_hour"], -_planned(c), str(c["setup"])))
     rejected = [{"setup": c["setup"], "reason": _costs_more(c, viable[0]), "usd_per_hour": c["usd_per_hour"],
                  "prices_as_of": c["prices_as_of"], "prices_source": c["prices_source"]}
                 for c in viable[1:]] + rejected
