@@ -31,6 +31,20 @@ def session_procs(sid: int) -> list[psutil.Process]:
     return found
 
 
+def gone(pid: int, timeout_s: float) -> bool:
+    """True once `pid` has exited (or is a zombie: its orphans' reaper may never reap it)
+    within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def describe(p: psutil.Process) -> str:
     try:
         return f"{p.pid} {' '.join(p.cmdline()[:4])}"

@@ -20,6 +20,7 @@ import duckdb
 import psutil
 import pytest
 
+from conftest import gone
 from servelab.engines import COMMANDS, command_line, flag_value, redacted_args
 from servelab.errors import UserError
 
@@ -33,18 +34,6 @@ LOAD = ["--users", "2", "--max-tokens", "8", "--prompt-tokens", "8"]
 
 def engine_args(tmp_path: Path) -> str:
     return SERVE.replace("{pidfile}", str(tmp_path / "engine.pid"))
-
-
-def gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_the_command_table_and_args():

@@ -10,24 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from conftest import gone
 from servelab.procs import spawn, stop
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _gone(pid: int, within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -50,7 +38,7 @@ def test_children_get_sigterm_when_the_parent_is_killed(how):
         assert len(kids) == 3
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        assert all(_gone(k, 10) for k in kids), "a child outlived its killed parent"
+        assert all(gone(k, 10) for k in kids), "a child outlived its killed parent"
     finally:
         parent.kill()
 
